@@ -54,5 +54,8 @@ def load_pretrained_cifar_resnet(depth: int, root: str | Path | None = None) -> 
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     state_dict = {k.removeprefix("module."): v for k, v in checkpoint["state_dict"].items()}
     model = cifar_resnet(depth, num_classes=10)
+    for key, value in model.state_dict().items():  # saved before BN had this counter; it never affects eval
+        if key.endswith("num_batches_tracked"):
+            state_dict.setdefault(key, torch.zeros_like(value))
     load_state_dict_strict(model, state_dict)
     return model.eval()

@@ -1,0 +1,321 @@
+"""CIFAR-10/100 loading, the data registry, and a device-resident CIFAR batch loader.
+
+Data are looked up in this order: the `root` argument, `$COURSE_DATA_DIR`, the repository's `data/` folder, then a
+download (torchvision for CIFAR, the registry url for checkpoints). Two CIFAR forms are read: the torchvision folders
+(`cifar-10-batches-py/`, `cifar-100-python/`) and compact npz files (`cifar10.npz`, HWC uint8). Every registered file
+is checked against the sha256 in `data/registry.json`. Nothing ever falls back to synthetic data.
+
+`CifarLoader` keeps a whole split on the device as uint8 and does normalisation, pad-4 random crop and horizontal
+flip on whole batches with tensor ops (the airbench idea, made device-agnostic and seeded per epoch).
+Taught in notebook 00_setup; used by every experiment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["NORMALIZATION", "ENV_DATA_DIR", "REPO_DATA_DIR", "DataNotFoundError", "search_dirs", "registry",
+           "verify_sha256", "fetch_registered", "load_cifar", "CifarLoader"]
+
+# Mean and std of the akamaster ResNets' training pipeline; the course uses them for every network so that the
+# pretrained weights and our own checkpoints see the same inputs.
+NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+ENV_DATA_DIR = "COURSE_DATA_DIR"
+REPO_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+_CACHE_DIR = Path.home() / ".cache" / "course_lib"
+_NPZ_NAMES = {  # (name, subset) -> npz file name
+    ("cifar10", None): "cifar10.npz",
+    ("cifar10", "lossless"): "cifar10_lossless_subset.npz",
+    ("cifar100", None): "cifar100.npz",
+    ("cifar100", "sample"): "cifar100_sample.npz",
+}
+_TV_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+_verified: set[tuple[str, int, float]] = set()  # (path, size, mtime) already hashed in this session
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset or checkpoint was found nowhere; the message says where we looked and what to do."""
+
+
+def search_dirs(root: str | Path | None = None) -> list[Path]:
+    """Folders searched for data, in order: `root`, `$COURSE_DATA_DIR`, the repo's `data/`, `~/.cache/course_lib`."""
+    dirs = [Path(root)] if root is not None else []
+    if os.environ.get(ENV_DATA_DIR):
+        dirs.append(Path(os.environ[ENV_DATA_DIR]))
+    dirs += [REPO_DATA_DIR, _CACHE_DIR]
+    return list(dict.fromkeys(d.expanduser() for d in dirs))
+
+
+def _download_dir() -> Path:
+    """The repo's `data/` when writable (a clone), else the user cache (a pip install)."""
+    return REPO_DATA_DIR if os.access(REPO_DATA_DIR, os.W_OK) else _CACHE_DIR
+
+
+def registry() -> dict[str, dict]:
+    """The entries of `data/registry.json` (url, mirrors, sha256 or md5, size, license), keyed by relative path."""
+    path = REPO_DATA_DIR / "registry.json"
+    if not path.exists():  # installed without the repo (Colab): the registry ships inside the package
+        path = Path(__file__).with_name("registry.json")
+    return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Raise a clear error when `path`'s sha256 is not `expected` (hashed once per session per file version)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime)
+    if key in _verified:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise RuntimeError(
+            f"{path} is corrupt or not the expected file: sha256 {digest.hexdigest()} but data/registry.json "
+            f"expects {expected}. Delete it and run again to download it, or copy a good copy there."
+        )
+    _verified.add(key)
+
+
+def _download(url: str, dest: Path, sha256: str | None) -> None:
+    """Download atomically (temporary file, check, rename) with a tqdm bar."""
+    from tqdm.auto import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, os.fdopen(fd, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=None) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        if sha256:
+            verify_sha256(Path(tmp), sha256)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def fetch_registered(relpath: str, root: str | Path | None = None, download: bool = True) -> Path:
+    """Find a registered file in the data folders (by relative path or bare name), check it, download if absent.
+
+    Raises:
+        DataNotFoundError: when the file is nowhere and cannot be downloaded; names every place looked at.
+        RuntimeError: when a found or downloaded file fails its sha256 check.
+    """
+    entry = registry()[relpath]
+    name = Path(relpath).name
+    candidates = [d / rel for d in search_dirs(root) for rel in dict.fromkeys((relpath, name))]
+    for path in candidates:
+        if path.is_file():
+            if entry.get("sha256"):
+                verify_sha256(path, entry["sha256"])
+            return path
+    errors = []
+    urls = [u for u in [entry.get("url"), *entry.get("mirrors", [])] if u] if download else []
+    for url in urls:
+        dest = _download_dir() / relpath
+        try:
+            _download(url, dest, entry.get("sha256"))
+            return dest
+        except OSError as exc:
+            errors.append(f"{url}: {exc}")
+    looked = "\n  ".join(str(p) for p in candidates)
+    tried = ("\nDownload failed:\n  " + "\n  ".join(errors)) if errors else (
+        "\nNo public download exists for it." if not entry.get("url") else "")
+    raise DataNotFoundError(
+        f"{relpath} was not found. Looked at:\n  {looked}{tried}\n"
+        f"Fix: put the file in one of those folders, or set {ENV_DATA_DIR} to the folder that holds it "
+        f"(on the course machines: export {ENV_DATA_DIR}=../shared/data)."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CIFAR readers
+# ---------------------------------------------------------------------------------------------------------------
+
+def _read_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as d:
+        key = f"x_{split}"
+        if key not in d:
+            raise DataNotFoundError(f"{path} has no {split} split (keys: {sorted(d.files)})")
+        return d[key], d[f"y_{split}"]
+
+
+def _read_torchvision_folder(folder: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if name == "cifar10":
+        files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        label_key = b"labels"
+    else:
+        files, label_key = [split], b"fine_labels"
+    images, labels = [], []
+    for file in files:
+        with open(folder / file, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+    return np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)  # HWC like the npz files
+
+
+def _torchvision_download(name: str, dest: Path) -> None:
+    import torchvision
+
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    cls(str(dest), train=True, download=True)
+
+
+def load_cifar(name: str, split: str, root: str | Path | None = None, subset: str | None = None,
+               download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load CIFAR-10 or CIFAR-100 as tensors.
+
+    Args:
+        name: "cifar10" or "cifar100".
+        split: "train" or "test".
+        root: a folder to search first (see `search_dirs` for the rest of the order).
+        subset: None for the whole dataset; "lossless" for the 4,000/1,000 exact-pixel CIFAR-10 subset;
+            "sample" for the 100-image CIFAR-100 smoke-test sample (train split only).
+        download: try a torchvision download when nothing is found locally.
+
+    Returns:
+        `(images, labels)`: uint8 tensor (N, 3, 32, 32) and int64 tensor (N,).
+
+    Raises:
+        ValueError: unknown name, split or subset.
+        DataNotFoundError: nothing found and the download failed; the message names every place looked at.
+        RuntimeError: a registered file whose sha256 does not match `data/registry.json`.
+    """
+    if name not in _TV_FOLDERS:
+        raise ValueError(f"unknown dataset {name!r}; choose cifar10 or cifar100")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; choose train or test")
+    if (name, subset) not in _NPZ_NAMES:
+        valid = [s for n, s in _NPZ_NAMES if n == name and s]
+        raise ValueError(f"unknown subset {subset!r} for {name}; choose None or one of {valid}")
+    npz_name, folder_name = _NPZ_NAMES[(name, subset)], _TV_FOLDERS[name]
+    looked = []
+    for directory in search_dirs(root):
+        npz = directory / npz_name
+        looked.append(str(npz))
+        if npz.is_file():
+            if npz_name in registry():
+                verify_sha256(npz, registry()[npz_name]["sha256"])
+            x, y = _read_npz(npz, split)
+            return _to_tensors(x, y)
+        if subset is None:
+            folder = directory / folder_name
+            looked.append(str(folder) + "/")
+            if folder.is_dir():
+                return _to_tensors(*_read_torchvision_folder(folder, name, split))
+    error = "no download was attempted (download=False, or a subset has no public download)"
+    if download and subset is None:
+        dest = _download_dir()
+        try:
+            _torchvision_download(name, dest)
+            return _to_tensors(*_read_torchvision_folder(dest / folder_name, name, split))
+        except Exception as exc:  # torchvision raises URLError, RuntimeError or OSError offline
+            error = f"the torchvision download into {dest} failed: {exc}"
+    places = "\n  ".join(looked)
+    raise DataNotFoundError(
+        f"{name} ({split}{', ' + subset if subset else ''}) was not found. Looked at:\n  {places}\n"
+        f"and {error}.\nFix: set {ENV_DATA_DIR} to a folder holding {npz_name} or {folder_name}/ "
+        f"(on the course machines: export {ENV_DATA_DIR}=../shared/data), or connect to the internet so "
+        f"torchvision can download it."
+    )
+
+
+def _to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # HWC -> (N, 3, 32, 32)
+    return images.to(torch.uint8), torch.from_numpy(np.asarray(y)).to(torch.int64)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Device-resident loader
+# ---------------------------------------------------------------------------------------------------------------
+
+class CifarLoader:
+    """Batches of a CIFAR split held on `device`, augmented with whole-batch tensor ops.
+
+    Training (`train=True`): a fresh permutation each epoch, pad-4 zero-padded random crop and horizontal flip,
+    `drop_last`. Evaluation: every image exactly once, in order, no augmentation. Randomness comes from a generator
+    seeded with `(seed, epoch)`, so an epoch is reproducible and a resumed run sees the same batches. With
+    `world_size > 1` each rank takes every `world_size`-th index of the same permutation (DDP).
+
+    Args:
+        images: uint8 tensor (N, 3, 32, 32).
+        labels: int64 tensor (N,).
+        batch_size: images per batch (per rank).
+        train: training (shuffle + augment + drop_last) or evaluation behaviour.
+        device: where the data and batches live.
+        seed: base seed of the per-epoch generator.
+        channels_last: return batches in NHWC memory format.
+        normalization: (mean, std) per channel, on the [0, 1] scale.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, train: bool,
+                 device: torch.device | str = "cpu", seed: int = 0, channels_last: bool = False,
+                 normalization: tuple = NORMALIZATION, rank: int = 0, world_size: int = 1):
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.channels_last, self.rank, self.world_size = channels_last, rank, world_size
+        self.mean = torch.tensor(normalization[0], device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(normalization[1], device=self.device).view(1, 3, 1, 1) * 255
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation and augmentations the next iteration uses."""
+        self.epoch = epoch
+
+    def _indices(self) -> torch.Tensor:
+        n = len(self.labels)
+        if not self.train:
+            idx = torch.arange(n)
+            return idx[self.rank::self.world_size]
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        idx = torch.randperm(n, generator=gen)[self.rank::self.world_size]
+        usable = len(idx) // self.batch_size * self.batch_size  # drop_last
+        return idx[:usable]
+
+    def __len__(self) -> int:
+        n = len(self._indices())
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Pad-4 random crop and random horizontal flip of a uint8 batch (B, 3, H, W)."""
+        b, _, h, w = x.shape
+        shifts = torch.randint(0, 9, (2, b), generator=gen).to(self.device)  # crop offsets in the 8-px padded image
+        flips = (torch.rand(b, generator=gen) < 0.5).to(self.device)
+        padded = torch.nn.functional.pad(x, (4, 4, 4, 4))  # zeros, like torchvision's RandomCrop(32, padding=4)
+        rows = shifts[0, :, None] + torch.arange(h, device=self.device)  # (B, H) rows of the padded image
+        cols = shifts[1, :, None] + torch.arange(w, device=self.device)  # (B, W)
+        flat = (rows[:, :, None] * (w + 8) + cols[:, None, :]).reshape(b, 1, h * w).expand(b, 3, h * w)
+        cropped = padded.reshape(b, 3, -1).gather(2, flat).reshape(b, 3, h, w)  # one gather for the whole batch
+        return torch.where(flips[:, None, None, None], cropped.flip(3), cropped)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self._indices().to(self.device)
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7919)
+        for start in range(0, len(idx), self.batch_size):
+            batch = idx[start:start + self.batch_size]
+            x = self.images[batch]
+            if self.train:
+                x = self._augment(x, gen)
+            x = (x.float() - self.mean) / self.std
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[batch]
