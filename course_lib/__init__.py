@@ -5,3 +5,8 @@ Import them as modules, e.g. `from course_lib import config, data, models`.
 """
 
 __version__ = "0.1.0"
+
+# Where the course is published: the Colab badges and the Colab install cell of every notebook are generated from
+# these two values (tests/test_notebooks.py checks them).
+REPO_SLUG = "resnets-deeper/course"
+REPO_REF = "main"

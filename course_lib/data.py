@@ -24,8 +24,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-__all__ = ["NORMALIZATION", "ENV_DATA_DIR", "REPO_DATA_DIR", "DataNotFoundError", "search_dirs", "registry",
-           "verify_sha256", "fetch_registered", "load_cifar", "CifarLoader"]
+__all__ = ["NORMALIZATION", "CIFAR10_CLASSES", "ENV_DATA_DIR", "REPO_DATA_DIR", "DataNotFoundError", "search_dirs", "registry",
+           "verify_sha256", "fetch_registered", "locate_cifar", "load_cifar", "CifarLoader"]
 
 # Mean and std of the akamaster ResNets' training pipeline; the course uses them for every network so that the
 # pretrained weights and our own checkpoints see the same inputs.
@@ -39,6 +39,7 @@ _NPZ_NAMES = {  # (name, subset) -> npz file name
     ("cifar100", None): "cifar100.npz",
     ("cifar100", "sample"): "cifar100_sample.npz",
 }
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _TV_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _verified: set[tuple[str, int, float]] = set()  # (path, size, mtime) already hashed in this session
 
@@ -174,6 +175,15 @@ def _torchvision_download(name: str, dest: Path) -> None:
 
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     cls(str(dest), train=True, download=True)
+
+
+def locate_cifar(name: str, root: str | Path | None = None) -> Path | None:
+    """Where `load_cifar(name, ...)` would read the full dataset from, without reading it; None if not local."""
+    for directory in search_dirs(root):
+        for candidate in (directory / _NPZ_NAMES[(name, None)], directory / _TV_FOLDERS[name]):
+            if candidate.exists():
+                return candidate
+    return None
 
 
 def load_cifar(name: str, split: str, root: str | Path | None = None, subset: str | None = None,

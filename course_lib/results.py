@@ -1,0 +1,74 @@
+"""Result files with provenance: atomic JSON writing, the git commit, and reading reference results.
+
+Every experiment writes its results through `write_json_atomic` (temporary file + rename, so an interrupted run
+never leaves half a file) and stamps them with `provenance()`: git commit, library versions, device, time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_json_atomic", "read_json", "git_commit", "provenance", "REFERENCE_DIR", "load_reference"]
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "data" / "reference"
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write `obj` as indented JSON to `path` atomically (write a temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, default=_to_jsonable)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy arrays and torch tensors
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def git_commit() -> str | None:
+    """The commit of the course repository (with `+dirty` for uncommitted changes), or None outside a clone."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def provenance(device: Any = None) -> dict:
+    """Git commit plus `config.environment_info` (versions, device, host, time)."""
+    from .config import environment_info
+
+    return {"git_commit": git_commit(), **environment_info(device)}
+
+
+def load_reference(name: str) -> dict | None:
+    """`data/reference/<name>.json` if it exists (a stored result of a `cpu` or `full` run), else None."""
+    path = REFERENCE_DIR / f"{name}.json"
+    return read_json(path) if path.exists() else None
