@@ -291,25 +291,32 @@ class CifarLoader:
         """Select the epoch whose permutation and augmentations the next iteration uses."""
         self.epoch = epoch
 
-    def _indices(self) -> torch.Tensor:
+    def _epoch_plan(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """This rank's image indices plus crop shifts (2, n) and flips (n,) for the epoch.
+
+        The permutation and the augmentation of every *global* position are drawn once from the epoch's generator
+        and then split between ranks, so k ranks with batch B/k see exactly the images and augmentations that one
+        process with batch B sees.
+        """
         n = len(self.labels)
         if not self.train:
-            idx = torch.arange(n)
-            return idx[self.rank::self.world_size]
+            return torch.arange(n)[self.rank::self.world_size], None, None
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        idx = torch.randperm(n, generator=gen)[self.rank::self.world_size]
-        usable = len(idx) // self.batch_size * self.batch_size  # drop_last
-        return idx[:usable]
+        perm = torch.randperm(n, generator=gen)
+        shifts = torch.randint(0, 9, (2, n), generator=gen)  # crop offsets in the 8-px padded image
+        flips = torch.rand(n, generator=gen) < 0.5
+        step = self.batch_size * self.world_size
+        positions = torch.arange(n // step * step)  # drop_last on the global batch
+        mine = positions.view(-1, self.world_size, self.batch_size)[:, self.rank].reshape(-1)
+        return perm[mine], shifts[:, mine], flips[mine]
 
     def __len__(self) -> int:
-        n = len(self._indices())
+        n = len(self._epoch_plan()[0])
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
-    def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Pad-4 random crop and random horizontal flip of a uint8 batch (B, 3, H, W)."""
+    def _augment(self, x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        """Pad-4 random crop and horizontal flip of a uint8 batch (B, 3, H, W), with offsets (2, B), flips (B,)."""
         b, _, h, w = x.shape
-        shifts = torch.randint(0, 9, (2, b), generator=gen).to(self.device)  # crop offsets in the 8-px padded image
-        flips = (torch.rand(b, generator=gen) < 0.5).to(self.device)
         padded = torch.nn.functional.pad(x, (4, 4, 4, 4))  # zeros, like torchvision's RandomCrop(32, padding=4)
         rows = shifts[0, :, None] + torch.arange(h, device=self.device)  # (B, H) rows of the padded image
         cols = shifts[1, :, None] + torch.arange(w, device=self.device)  # (B, W)
@@ -318,14 +325,16 @@ class CifarLoader:
         return torch.where(flips[:, None, None, None], cropped.flip(3), cropped)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        idx = self._indices().to(self.device)
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7919)
+        idx, shifts, flips = self._epoch_plan()
+        idx = idx.to(self.device)
+        if self.train:
+            shifts, flips = shifts.to(self.device), flips.to(self.device)
         for start in range(0, len(idx), self.batch_size):
-            batch = idx[start:start + self.batch_size]
-            x = self.images[batch]
+            part = slice(start, start + self.batch_size)
+            x = self.images[idx[part]]
             if self.train:
-                x = self._augment(x, gen)
+                x = self._augment(x, shifts[:, part], flips[part])
             x = (x.float() - self.mean) / self.std
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[batch]
+            yield x, self.labels[idx[part]]

@@ -1,0 +1,396 @@
+"""The paper's CIFAR protocol as functions of a config: pre-train, post-train (linearize), sweep, summarise.
+
+1. `pretrain(cfg)`: train the plain net in RepVGG *training* form (three branches + BN), fuse it to its *deploy*
+   form, a true feedforward net of 22 conv+ReLU layers (NAPL 22), and store it.
+2. `post_train(cfg, granularity, omega, seed)`: ReLU -> PReLU (slopes at 0, so the net is unchanged), then train with
+   cross-entropy + ω·L0.5, freezing slopes within 0.01 of 1 after every step; write one JSON with accuracy, NAPL,
+   the path-length histogram, nonlinear fractions per layer, frozen counts, provenance.
+3. `sweep(cfg)`: every (granularity, ω, seed) of the config; finished runs are skipped, an interrupted run resumes
+   from its last epoch checkpoint. `summarize` averages over seeds and measures the gap at matched NAPL.
+
+Paper: §3 of arXiv 2506.14386 (post-training partial linearization, channel- vs layer-wise at matched NAPL).
+Ours (the paper is silent): the CIFAR network (a RepVGG-A family plain net, narrowed by `width_mult` in the cpu
+profile), the optimiser and learning rates, the epochs of pre-training, one ω grid for both variants (with the
+layer-wise penalty weighted by channel count), seeds varying post-training only. All are fields of the config and
+are written into every result. Command line:
+
+    python -m course_lib.experiments cifar --mode smoke|cpu|full --dataset cifar10|cifar100 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import config, data, linearize, models, paths, train
+from .results import provenance, read_json, write_json_atomic
+
+__all__ = ["ExperimentConfig", "PROFILES", "cifar_config", "pretrain", "post_train", "sweep", "summarize",
+           "run_name", "load_results", "main"]
+
+DATASETS = ("cifar10", "cifar100")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines a CIFAR channel- vs layer-wise experiment. Stored in every result file."""
+
+    mode: str  # run mode this config was built for: smoke | cpu | full
+    dataset: str = "cifar10"  # cifar10 | cifar100
+    arch: str = "A0"  # RepVGG family member of the plain net (A0 | A1 | A2)
+    width_mult: float = 1.0  # multiplies every width (ours: < 1 for the cpu profile)
+    n_train: int | None = None  # training images used (None: all 50,000)
+    n_test: int | None = None  # test images used (None: all 10,000)
+    batch_size: int = 128  # images per step, both stages
+    pretrain_epochs: int = 200  # pre-training epochs (chenyaofo's CIFAR RepVGG recipe uses 200)
+    pretrain_lr: float = 0.1  # peak learning rate of pre-training (cosine to 0)
+    posttrain_epochs: int = 60  # post-training epochs (paper: 60 on CIFAR-100)
+    posttrain_lr: float = 0.01  # peak learning rate of post-training (cosine to 0); ours
+    weight_decay: float = 5e-4  # on conv/linear weights only, both stages
+    omegas: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3)  # ω grid, used for both variants
+    granularities: tuple[str, ...] = ("channel", "layer")  # variants to run
+    seeds: tuple[int, ...] = (0, 1, 2)  # post-training seeds (data order, augmentation)
+    pretrain_seed: int = 0  # one pre-trained net is the common start of every run
+    layer_scale: str = "channels"  # weight of a layer-wise slope in L0.5 (see linearize.l05_penalty)
+    freeze_tol: float = 0.01  # |α−1| < tol freezes a slope at 1 (paper: 0.01)
+    out_dir: str = "runs/04_cifar"  # where results and checkpoints go
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | ...
+    data_dir: str | None = None  # extra folder searched first for CIFAR
+    amp_bf16: bool | None = None  # None: config.system_knobs decides for the device
+    channels_last: bool | None = None  # None: config.system_knobs decides
+    compile: bool | None = None  # None: config.system_knobs decides
+    save_models: bool = True  # keep each post-trained net's weights next to its JSON
+
+    def train_config(self, stage: str, knobs: config.SystemKnobs) -> train.TrainConfig:
+        """The `TrainConfig` of `stage` ("pretrain" or "posttrain") with this config's system knobs resolved."""
+        epochs, lr = ((self.pretrain_epochs, self.pretrain_lr) if stage == "pretrain"
+                      else (self.posttrain_epochs, self.posttrain_lr))
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        return train.TrainConfig(epochs=epochs, lr=lr, weight_decay=self.weight_decay, batch_size=self.batch_size,
+                                 amp_bf16=pick(self.amp_bf16, knobs.amp_bf16),
+                                 channels_last=pick(self.channels_last, knobs.channels_last),
+                                 compile=pick(self.compile, knobs.compile))
+
+
+# What each mode runs. `cpu` fits about an hour on 2 CPU cores; `full` is the paper-scale protocol on a GPU.
+PROFILES: dict[str, dict] = {
+    "smoke": dict(arch="A0", width_mult=0.125, n_train=2048, n_test=1000, pretrain_epochs=1, posttrain_epochs=1,
+                  omegas=(0.03, 0.3), seeds=(0,)),
+    "cpu": dict(arch="A0", width_mult=0.125, pretrain_epochs=15, posttrain_epochs=3,
+                omegas=(0.003, 0.01, 0.03, 0.1, 0.3), seeds=(0, 1)),
+    "full": dict(arch="A2", width_mult=1.0, pretrain_epochs=200, posttrain_epochs=60,
+                 omegas=(0.0003, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.3), seeds=(0, 1, 2),
+                 save_models=False),
+}
+
+
+def cifar_config(mode: str = "auto", **overrides) -> ExperimentConfig:
+    """Build the experiment config of a run mode, with overrides; `None` overrides mean "the mode's default".
+
+    Raises:
+        ValueError: unknown mode, dataset, granularity or override name, a negative ω, or no seeds.
+    """
+    mode = config.resolve_mode(mode)
+    valid = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"mode"}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ValueError(f"unknown experiment setting(s) {unknown}; valid settings are {sorted(valid)}")
+    values = {**PROFILES[mode], **{k: v for k, v in overrides.items() if v is not None}}
+    for key in ("omegas", "seeds", "granularities"):
+        if key in values:
+            values[key] = tuple(values[key])
+    cfg = ExperimentConfig(mode=mode, **values)
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {list(DATASETS)}")
+    if any(not math.isfinite(w) or w < 0 for w in cfg.omegas):
+        raise ValueError(f"omega must be a finite number >= 0, got {cfg.omegas}")
+    for g in cfg.granularities:
+        if g not in linearize.GRANULARITIES:
+            raise ValueError(f"unknown granularity {g!r}; choose one of {list(linearize.GRANULARITIES)}")
+    if not cfg.seeds:
+        raise ValueError("at least one seed is needed")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data and stages
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _splits(cfg: ExperimentConfig) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    train_x, train_y = data.load_cifar(cfg.dataset, "train", root=cfg.data_dir)
+    test_x, test_y = data.load_cifar(cfg.dataset, "test", root=cfg.data_dir)
+    return (train_x[:cfg.n_train], train_y[:cfg.n_train]), (test_x[:cfg.n_test], test_y[:cfg.n_test])
+
+
+def _loaders(cfg: ExperimentConfig, seed: int, device: torch.device, channels_last: bool):
+    (train_x, train_y), (test_x, test_y) = _splits(cfg)
+    rank, world = train.init_distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    common = dict(device=device, channels_last=channels_last, rank=rank, world_size=world)
+    return (data.CifarLoader(train_x, train_y, cfg.batch_size // world, train=True, seed=seed, **common),
+            data.CifarLoader(test_x, test_y, 1000, train=False, **common))
+
+
+def _num_classes(cfg: ExperimentConfig) -> int:
+    return 10 if cfg.dataset == "cifar10" else 100
+
+
+def _context(cfg: ExperimentConfig) -> tuple[torch.device, config.SystemKnobs]:
+    device = config.select_device(cfg.device)
+    if device.type == "cuda" and train.init_distributed()[1] > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device, config.system_knobs(device)
+
+
+def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
+    """Pre-train the plain net in RepVGG training form, fuse it to the deploy form, save both results.
+
+    Skips the work when `<out_dir>/pretrain/result.json` exists and resumes from the epoch checkpoint otherwise.
+
+    Returns:
+        The pre-training result: accuracies of the training and deploy forms, NAPL, parameter counts, provenance.
+    """
+    out = Path(cfg.out_dir) / "pretrain"
+    if (out / "result.json").exists():
+        return read_json(out / "result.json")
+    device, knobs = _context(cfg)
+    tcfg = cfg.train_config("pretrain", knobs)
+    config.seed_everything(cfg.pretrain_seed)
+    net = models.repvgg(cfg.arch, _num_classes(cfg), cifar=True, width_mult=cfg.width_mult).to(device)
+    train_loader, test_loader = _loaders(cfg, cfg.pretrain_seed, device, tcfg.channels_last)
+    start = time.time()
+    history = train.fit(net, train_loader, test_loader, tcfg, checkpoint=out / "checkpoint.pt", progress=progress,
+                        desc="pre-train")
+    deploy = models.repvgg_deploy(net.eval())
+    deploy_eval = train.evaluate(deploy, test_loader, tcfg.amp_bf16)
+    result = {
+        "kind": "pretrain",
+        "config": asdict(cfg),
+        "train_config": asdict(tcfg),
+        "test_accuracy_train_form": history["test"]["accuracy"],
+        "test_accuracy": deploy_eval["accuracy"],
+        "test_loss": deploy_eval["loss"],
+        "napl": paths.napl(deploy),
+        "parameters_train_form": models.count_parameters(net),
+        "parameters_deploy": models.count_parameters(deploy),
+        "widths": models.repvgg_widths(cfg.arch, cfg.width_mult),
+        "history": history,
+        "wall_time_s": round(time.time() - start, 1),
+        "provenance": provenance(device),
+    }
+    if train.is_main_process():
+        train.save_checkpoint_atomic(out / "deploy.pt", {"model": deploy.state_dict(), "config": asdict(cfg)})
+        write_json_atomic(out / "result.json", result)
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    return result
+
+
+def _load_deploy(cfg: ExperimentConfig, device: torch.device) -> models.PlainConvNet:
+    net = models.plain_cifar_net(cfg.arch, _num_classes(cfg), cfg.width_mult)
+    state = torch.load(Path(cfg.out_dir) / "pretrain" / "deploy.pt", map_location="cpu", weights_only=True)
+    models.pretrained.load_state_dict_strict(net, state["model"])
+    return net.to(device)
+
+
+def run_name(granularity: str, omega: float, seed: int) -> str:
+    """File stem of one post-training run, e.g. `channel-omega0.03-seed1`."""
+    return f"{granularity}-omega{omega:g}-seed{seed}"
+
+
+def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int, progress: bool = True) -> dict:
+    """Linearize the pre-trained deploy net with one (granularity, ω, seed) and write its result JSON.
+
+    Needs `pretrain(cfg)` to have run. Skips the work when the result exists; resumes from the run's checkpoint.
+
+    Returns:
+        The result: test accuracy and loss, NAPL, path-length histogram, per-layer nonlinear fractions, slope and
+        frozen counts, parameter count, conv depth after merging linear layers, history, wall time, provenance.
+    """
+    if granularity not in linearize.GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; choose one of {list(linearize.GRANULARITIES)}")
+    if not math.isfinite(omega) or omega < 0:
+        raise ValueError(f"omega must be a finite number >= 0, got {omega}")
+    runs = Path(cfg.out_dir) / "runs"
+    name = run_name(granularity, omega, seed)
+    if (runs / f"{name}.json").exists():
+        return read_json(runs / f"{name}.json")
+    device, knobs = _context(cfg)
+    tcfg = cfg.train_config("posttrain", knobs)
+    config.seed_everything(seed)
+    net = linearize.to_prelu(_load_deploy(cfg, device), granularity)
+    train_loader, test_loader = _loaders(cfg, seed, device, tcfg.channels_last)
+    frozen_log: list[int] = []
+
+    def penalty(model):
+        return omega * linearize.l05_penalty(model, layer_scale=cfg.layer_scale)
+
+    def freeze(model, optimizer):
+        frozen_log.append(linearize.freeze_near_linear(model, cfg.freeze_tol, optimizer))
+
+    start = time.time()
+    history = train.fit(net, train_loader, test_loader, tcfg, penalty=penalty, after_step=freeze,
+                        checkpoint=runs / f"{name}.ckpt.pt", progress=progress, desc=name)
+    net = net.cpu().eval()
+    prelus = linearize.prelu_modules(net)
+    result = {
+        "kind": "post_train",
+        "config": asdict(cfg),
+        "train_config": asdict(tcfg),
+        "granularity": granularity,
+        "omega": omega,
+        "seed": seed,
+        "test_accuracy": history["test"]["accuracy"],
+        "test_loss": history["test"]["loss"],
+        "napl": paths.napl(net),
+        "path_length_histogram": paths.path_length_distribution(net).tolist(),
+        "nonlinear_fraction": linearize.nonlinear_fraction(net),
+        "slopes": linearize.count_slopes(net),
+        "frozen_slopes": int(sum(m.frozen.sum().item() for _, m in prelus)),
+        "linear_channels": int(sum((~m.nonlinear_mask()).sum().item() for _, m in prelus)),
+        "channels": int(sum(m.num_channels for _, m in prelus)),
+        "parameters": models.count_parameters(net),
+        "depth_after_merge": linearize.layer_counts(linearize.merge_linear(net)),
+        "history": history,
+        "wall_time_s": round(time.time() - start, 1),
+        "provenance": provenance(device),
+    }
+    if train.is_main_process():
+        if cfg.save_models:
+            train.save_checkpoint_atomic(runs / f"{name}.pt", {"model": net.state_dict(), "granularity": granularity})
+        write_json_atomic(runs / f"{name}.json", result)
+        (runs / f"{name}.ckpt.pt").unlink(missing_ok=True)
+    return result
+
+
+def sweep(cfg: ExperimentConfig, progress: bool = True) -> list[dict]:
+    """Pre-train (or reuse), then post-train every (granularity, ω, seed); returns the post-training results.
+
+    Interrupt it at any time and call it again: finished runs are read back, the unfinished one resumes from its
+    last epoch. A summary (see `summarize`) is written to `<out_dir>/summary.json` after every run.
+    """
+    from tqdm.auto import tqdm
+
+    baseline = pretrain(cfg, progress=progress)
+    grid = [(g, w, s) for g in cfg.granularities for w in cfg.omegas for s in cfg.seeds]
+    results = []
+    for g, w, s in tqdm(grid, desc="sweep", disable=not progress or None):
+        results.append(post_train(cfg, g, w, s, progress=progress))
+        if train.is_main_process():
+            write_json_atomic(Path(cfg.out_dir) / "summary.json", summarize(results, baseline))
+    return results
+
+
+def load_results(out_dir: str | Path) -> tuple[dict | None, list[dict]]:
+    """Read back a sweep: (pre-training result or None, list of post-training results)."""
+    out = Path(out_dir)
+    baseline = read_json(out / "pretrain" / "result.json") if (out / "pretrain" / "result.json").exists() else None
+    return baseline, [read_json(p) for p in sorted((out / "runs").glob("*.json"))]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Summaries
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return t.mean().item(), (t.std().item() if len(values) > 1 else 0.0)
+
+
+def summarize(results: list[dict], baseline: dict | None = None) -> dict:
+    """Average over seeds per (granularity, ω) and compare the variants at matched NAPL.
+
+    The gap at a layer-wise point is the channel-wise accuracy linearly interpolated (in NAPL, between the mean
+    points of the channel-wise curve, the unlinearized net included) minus the layer-wise accuracy. Positive gaps
+    favour channel-wise (variable-depth) networks, as the paper reports.
+    """
+    curves: dict[str, list[dict]] = {}
+    for g in sorted({r["granularity"] for r in results}):
+        points = []
+        for w in sorted({r["omega"] for r in results if r["granularity"] == g}):
+            group = [r for r in results if r["granularity"] == g and r["omega"] == w]
+            acc, acc_std = _mean_std([r["test_accuracy"] for r in group])
+            napl_mean, napl_std = _mean_std([r["napl"] for r in group])
+            points.append({"omega": w, "n_seeds": len(group), "accuracy": acc, "accuracy_std": acc_std,
+                           "napl": napl_mean, "napl_std": napl_std})
+        curves[g] = points
+    anchor = [{"napl": baseline["napl"], "accuracy": baseline["test_accuracy"]}] if baseline else []
+    gaps = []
+    if "channel" in curves and "layer" in curves:
+        channel = sorted(anchor + curves["channel"], key=lambda p: p["napl"])
+        xs = [p["napl"] for p in channel]
+        for p in curves["layer"]:
+            if xs and xs[0] <= p["napl"] <= xs[-1]:
+                acc_channel = _interp(p["napl"], xs, [q["accuracy"] for q in channel])
+                gaps.append({"napl": p["napl"], "omega": p["omega"], "layer_accuracy": p["accuracy"],
+                             "channel_accuracy_interp": acc_channel, "gap": acc_channel - p["accuracy"]})
+    return {"baseline": ({k: baseline[k] for k in ("test_accuracy", "test_accuracy_train_form", "napl",
+                                                    "parameters_deploy")} if baseline else None),
+            "config": results[0]["config"] if results else (baseline or {}).get("config"),
+            "curves": curves, "gaps_at_matched_napl": gaps, "n_runs": len(results)}
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return ys[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.experiments",
+                                     description="Run the paper's protocols (see the module docstring).")
+    sub = parser.add_subparsers(dest="protocol", required=True)
+    cifar = sub.add_parser("cifar", help="channel- vs layer-wise linearization of a CIFAR plain net")
+    cifar.add_argument("--mode", default="auto", help="auto|smoke|cpu|full")
+    cifar.add_argument("--dataset", default="cifar10", help="cifar10|cifar100")
+    cifar.add_argument("--out", default=None, help="output folder (default runs/04_cifar_<mode>)")
+    cifar.add_argument("--omegas", type=float, nargs="*", default=None)
+    cifar.add_argument("--seeds", type=int, nargs="*", default=None)
+    cifar.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="other ExperimentConfig fields, e.g. width_mult=0.25 posttrain_epochs=5")
+    cifar.add_argument("--run", default=None, metavar="GRANULARITY:OMEGA:SEED",
+                       help="only pre-train (if needed) and this one post-training run")
+    args = parser.parse_args(argv)
+    overrides = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    mode = config.resolve_mode(args.mode)
+    cfg = cifar_config(mode, dataset=args.dataset, omegas=args.omegas, seeds=args.seeds,
+                       out_dir=args.out or f"runs/04_cifar_{mode}", **overrides)
+    if args.run:
+        granularity, omega, seed = args.run.split(":")
+        pretrain(cfg)
+        result = post_train(cfg, granularity, float(omega), int(seed))
+        if train.is_main_process():
+            print(f"{run_name(granularity, float(omega), int(seed))}: accuracy {result['test_accuracy']:.4f}, "
+                  f"NAPL {result['napl']:.2f}")
+        return 0
+    results = sweep(cfg)
+    if train.is_main_process():
+        summary = summarize(results, pretrain(cfg))
+        print(f"{len(results)} runs in {cfg.out_dir}; baseline accuracy {summary['baseline']['test_accuracy']:.4f}")
+        for g, points in summary["curves"].items():
+            for p in points:
+                print(f"  {g:7s} ω={p['omega']:<8g} NAPL {p['napl']:6.2f}  accuracy {p['accuracy']:.4f}"
+                      f" ± {p['accuracy_std']:.4f}")
+    return 0
+
+
+def _parse_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
