@@ -84,6 +84,17 @@ class LinearizablePReLU(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(shape))  # α = 0: exactly ReLU
         self.register_buffer("frozen", torch.zeros(shape, dtype=torch.bool))
 
+    @property
+    def lr_scale(self) -> float:
+        """Learning-rate multiplier of `alpha`: 1/C for a layer-wise slope, 1 for channel-wise slopes.
+
+        Ours: a layer-wise slope is C channel slopes tied together; its gradient is the *sum* of theirs and (with
+        `l05_penalty(layer_scale="channels")`) its penalty is C times a channel's. Dividing its learning rate by C
+        makes its SGD step the *average* of the steps its C channels would take if untied, so one ω and one
+        learning rate mean the same pressure per channel in both variants. `train.param_groups` applies it.
+        """
+        return 1.0 / self.num_channels if self.granularity == "layer" else 1.0
+
     def effective_alpha(self) -> torch.Tensor:
         """The slopes used in `forward`: alpha, with frozen entries replaced by exactly 1. Shape of `alpha`."""
         return torch.where(self.frozen, torch.ones_like(self.alpha), self.alpha)
@@ -245,8 +256,14 @@ def l05_penalty(model: nn.Module, layer_scale: LayerScale = "channels") -> torch
 
 
 @torch.no_grad()
-def freeze_near_linear(model: nn.Module, tol: float = 0.01, optimizer: torch.optim.Optimizer | None = None) -> int:
+def freeze_near_linear(model: nn.Module, tol: float = 0.01, optimizer: torch.optim.Optimizer | None = None,
+                       freeze_crossing: bool = True) -> int:
     """Freeze every slope with |α − 1| < tol at exactly 1; call it after each optimizer step.
+
+    With `freeze_crossing` (ours), a slope that stepped past 1 (α ≥ 1) is frozen too. Slopes start at 0, so α ≥ 1
+    means the last step jumped over the ±tol window around 1. Near α = 1 the L0.5 gradient ½ω|1−α|^−½ grows without
+    bound, so discrete SGD steps overshoot: without this rule slopes chatter around 1 (or fly off to large α, which
+    blows up a deep net's activations) instead of landing in the window.
 
     The frozen mask only grows. Every call writes 1.0 into all frozen slopes (undoing drift from weight decay or
     momentum) and, if `optimizer` is given, zeroes the frozen entries of its per-parameter state (SGD
@@ -258,6 +275,7 @@ def freeze_near_linear(model: nn.Module, tol: float = 0.01, optimizer: torch.opt
     Args:
         model: a network containing `LinearizablePReLU` modules.
         tol: freezing threshold on |α − 1|.
+        freeze_crossing: also freeze slopes that reached or passed 1.
         optimizer: the optimizer that updates the slopes, or None to leave optimizer state alone.
 
     Returns:
@@ -265,7 +283,8 @@ def freeze_near_linear(model: nn.Module, tol: float = 0.01, optimizer: torch.opt
     """
     newly_frozen = 0
     for _, m in prelu_modules(model):
-        new = ~m.frozen & ((m.alpha - 1).abs() < tol)
+        near = (m.alpha - 1).abs() < tol
+        new = ~m.frozen & ((near | (m.alpha >= 1)) if freeze_crossing else near)
         newly_frozen += int(new.sum())
         m.frozen |= new
         m.alpha[m.frozen] = 1.0

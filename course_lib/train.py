@@ -35,6 +35,8 @@ class TrainConfig:
     """Optimisation settings of one training stage (ours where the paper is silent, see DESIGN.md)."""
 
     epochs: int  # passes over the training set
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adamw" (decoupled weight decay)
+    slope_lr_mult: float = 1.0  # learning rate of PReLU slopes relative to `lr` (ours; the paper is silent)
     lr: float = 0.1  # peak learning rate (per batch of `batch_size`), cosine-decayed to 0 over all steps
     momentum: float = 0.9  # SGD momentum
     nesterov: bool = True  # Nesterov momentum
@@ -46,21 +48,46 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two optimiser groups: conv/linear weights with weight decay; BN, biases and PReLU slopes without."""
-    decay, no_decay = [], []
+def param_groups(model: nn.Module, weight_decay: float, lr: float = 0.1, scale_slopes: bool = True,
+                 slope_lr_mult: float = 1.0) -> list[dict]:
+    """Optimiser groups: conv/linear weights with weight decay; BN and biases without; PReLU slopes without.
+
+    Slopes (parameters named `alpha`) learn at `slope_lr_mult * lr`. With `scale_slopes`, a slope whose module has
+    an `lr_scale` (a layer-wise `LinearizablePReLU`: 1/C) is further multiplied by it (see
+    `LinearizablePReLU.lr_scale`).
+    """
+    scaled = {id(m.alpha): m.lr_scale for m in model.modules()
+              if scale_slopes and hasattr(m, "lr_scale") and hasattr(m, "alpha")}
+    decay, no_decay, slopes, groups = [], [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        is_slope = name.endswith("alpha")
-        (decay if p.ndim > 1 and not is_slope else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if scaled.get(id(p), 1.0) != 1.0:
+            groups.append({"params": [p], "weight_decay": 0.0, "lr": lr * slope_lr_mult * scaled[id(p)]})
+        elif name.endswith("alpha"):
+            slopes.append(p)
+        elif p.ndim > 1:
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "lr": lr},
+            {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+            {"params": slopes, "weight_decay": 0.0, "lr": lr * slope_lr_mult}, *groups]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD (Nesterov) over `param_groups`."""
-    return torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
-                           nesterov=cfg.nesterov)
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW over `param_groups`.
+
+    AdamW normalises every parameter's step, so a tied layer-wise slope already moves like one of its channels:
+    the `lr_scale` of layer-wise slopes is applied for SGD only.
+    """
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(param_groups(model, cfg.weight_decay, cfg.lr, True, cfg.slope_lr_mult), lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov)
+    if cfg.optimizer == "adamw":
+        groups = param_groups(model, cfg.weight_decay, cfg.lr, scale_slopes=False, slope_lr_mult=cfg.slope_lr_mult)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adamw")
 
 
 def cosine_lr(step: int, total_steps: int) -> float:
@@ -170,7 +197,8 @@ def fit(
 
     Returns:
         {"epochs": [{"epoch", "train_loss", "penalty", "lr", "time_s"}, ...], "test": {...} or None,
-         "train_time_s": seconds of training in this call, "resumed_from_epoch": int}
+         "train_time_s": seconds of training, "resumed_from_epoch": int, "diverged": True if the loss became
+         non-finite (training stopped at that step)}
     """
     from tqdm.auto import tqdm
 
@@ -181,7 +209,7 @@ def fit(
     steps_per_epoch = len(train_loader)
     total = cfg.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, total))
-    history: dict = {"epochs": [], "test": None, "train_time_s": 0.0, "resumed_from_epoch": 0}
+    history: dict = {"epochs": [], "test": None, "train_time_s": 0.0, "resumed_from_epoch": 0, "diverged": False}
     start_epoch = 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
@@ -217,6 +245,9 @@ def fit(
             scheduler.step()
             if after_step is not None:
                 after_step(model, optimizer)
+            if not math.isfinite(loss.item()):  # a diverged run stops here and says so in its history
+                history["diverged"] = True
+                break
             loss_sum += loss.item()
         history["epochs"].append({
             "epoch": epoch + 1,
@@ -226,6 +257,8 @@ def fit(
             "time_s": round(time.time() - start, 2),
         })
         history["train_time_s"] += time.time() - start
+        if history["diverged"]:
+            break
         if ckpt is not None and is_main_process():
             save_checkpoint_atomic(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                           "scheduler": scheduler.state_dict(), "epoch": epoch + 1,

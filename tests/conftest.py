@@ -6,9 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def _shared_data() -> Path | None:
