@@ -11,7 +11,7 @@ what it finished). A failing notebook is reported and the others still run; the 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to run, e.g. 00 03")
     args = parser.parse_args(argv)
     mode = resolve_mode(args.mode)
+    os.environ.setdefault("COURSE_WIDGETS", "0")  # executed notebooks store static figures, not widget state
     out = args.out / mode
     out.mkdir(parents=True, exist_ok=True)
     summary = {"mode": mode, "git_commit": git_commit(), "environment": environment_info(), "notebooks": []}

@@ -379,7 +379,8 @@ def plot_prelu(x: Any, curves: Mapping[float, Any], ax: plt.Axes | None = None) 
     cmap = plt.get_cmap("viridis")
     for alpha, ys in curves.items():
         name = " (ReLU)" if alpha == 0 else " (identity)" if alpha == 1 else ""
-        ax.plot(_numpy(x), _numpy(ys), color=cmap(min(max(float(alpha), 0.0), 1.0) * 0.9), label=f"α = {alpha:g}{name}")
+        shade = cmap(min(max(float(alpha), 0.0), 1.0) * 0.9)  # dark for ReLU, light for the identity
+        ax.plot(_numpy(x), _numpy(ys), color=shade, label=f"α = {alpha:g}{name}")
     ax.set(xlabel="input x", ylabel="PReLU(x)", title="PReLU: from ReLU (α = 0) to the identity (α = 1)")
     ax.legend(fontsize=8)
     return fig

@@ -120,3 +120,31 @@ def test_summary_gap_is_interpolated_at_matched_napl():
     gap = summary["gaps_at_matched_napl"][0]
     # channel-wise curve between (3, 0.70) and (11, 0.81) at NAPL 7: 0.70 + 0.11 * 4/8 = 0.755
     assert gap["channel_accuracy_interp"] == pytest.approx(0.755) and gap["gap"] == pytest.approx(0.155)
+
+
+def _summary_with_gap(gap):
+    def run(g, w, s, napl, acc):
+        return {"granularity": g, "omega": w, "seed": s, "napl": napl, "test_accuracy": acc, "config": {}}
+
+    results = [run("channel", 0.1, s, 6.0, 0.80 + 0.001 * s) for s in range(2)]
+    results += [run("layer", 0.1, s, 6.0, 0.80 - gap + 0.001 * s) for s in range(2)]
+    return experiments.summarize(results, {"napl": 22.0, "test_accuracy": 0.9, "test_accuracy_train_form": 0.9,
+                                           "parameters_deploy": 1}), results
+
+
+def test_verdict_reads_the_numbers():
+    agree, results = _summary_with_gap(0.05)
+    assert "agrees with the paper" in experiments.verdict(agree)
+    disagree, _ = _summary_with_gap(-0.05)
+    assert "disagrees" in experiments.verdict(disagree)
+    assert "inconclusive" in experiments.verdict(_summary_with_gap(0.0)[0])
+    channel, layer = experiments.matched_pair(results)
+    assert channel["granularity"] == "channel" and layer["granularity"] == "layer"
+
+
+def test_diverged_runs_are_named_and_left_out():
+    runs = [{"granularity": "channel", "omega": 1.0, "seed": 0, "napl": 3.0, "test_accuracy": 0.1, "diverged": True,
+             "config": {}},
+            {"granularity": "channel", "omega": 0.1, "seed": 0, "napl": 9.0, "test_accuracy": 0.7, "config": {}}]
+    summary = experiments.summarize(runs)
+    assert summary["diverged_runs"] == ["channel-omega1-seed0"] and len(summary["curves"]["channel"]) == 1
