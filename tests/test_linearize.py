@@ -213,6 +213,9 @@ def test_freeze_snaps_to_one_and_returns_new_count():
     assert prelu.frozen.tolist() == [True, True, False, False, False, True]
     assert prelu.alpha.tolist()[:2] == [1.0, 1.0] and prelu.alpha[2].item() == pytest.approx(1.02)
     assert linearize.freeze_near_linear(model, tol=0.01, freeze_crossing=False) == 0  # nothing new
+    _set_alpha(prelu, 0.0)  # drift far away: the mask only grows and frozen slopes are re-snapped
+    assert linearize.freeze_near_linear(model) == 0
+    assert prelu.frozen.sum() == 3 and prelu.alpha.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
 
 
 def test_a_slope_that_stepped_past_one_is_frozen_by_default():
@@ -221,9 +224,6 @@ def test_a_slope_that_stepped_past_one_is_frozen_by_default():
     _set_alpha(prelu, [1.3, 0.5, 0.98, 0.999])
     assert linearize.freeze_near_linear(model, tol=0.01) == 2
     assert prelu.frozen.tolist() == [True, False, False, True] and prelu.alpha[0].item() == 1.0
-    _set_alpha(prelu, 0.0)  # drift far away: the mask only grows and frozen slopes are re-snapped
-    assert linearize.freeze_near_linear(model) == 0
-    assert prelu.frozen.sum() == 3 and prelu.alpha.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
 
 
 def _sgd_setup(slope_weight_decay: float):
