@@ -23,7 +23,8 @@ from .models.repvgg import PlainConvNet
 
 __all__ = [
     "GRANULARITIES", "LAYER_SCALES", "PostTrainConfig", "LinearizablePReLU", "to_prelu", "prelu_modules",
-    "slope_parameters", "count_slopes", "l05_penalty", "freeze_near_linear", "nonlinear_fraction", "merge_linear",
+    "slope_parameters", "count_slopes", "freeze_random_channels", "freeze_random_layers", "l05_penalty",
+    "freeze_near_linear", "nonlinear_fraction", "merge_linear",
     "layer_counts",
 ]
 
@@ -293,6 +294,31 @@ def freeze_near_linear(model: nn.Module, tol: float = 0.01, optimizer: torch.opt
                 if key != "step" and torch.is_tensor(value) and value.shape == m.alpha.shape:
                     value[m.frozen] = 0.0
     return newly_frozen
+
+
+@torch.no_grad()
+def freeze_random_channels(model: nn.Module, fraction: float, seed: int = 0) -> nn.Module:
+    """Make round(fraction·C) randomly chosen channels of every PReLU layer exactly linear (frozen at α = 1).
+
+    For demonstrations of what channel-wise linearization *can* produce (notebook 03); training decides which
+    channels become linear in the real experiment. Works on channel-wise PReLUs; returns `model`.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for _, prelu in prelu_modules(model):
+        if prelu.granularity != "channel":
+            raise ValueError("freeze_random_channels needs channel-wise PReLUs (to_prelu(model, 'channel'))")
+        pick = torch.randperm(prelu.num_channels, generator=gen)[: round(fraction * prelu.num_channels)]
+        prelu.frozen[pick], prelu.alpha[pick] = True, 1.0
+    return model
+
+
+@torch.no_grad()
+def freeze_random_layers(model: nn.Module, k: int, seed: int = 0) -> nn.Module:
+    """Make k randomly chosen PReLU layers entirely linear (every slope frozen at α = 1); returns `model`."""
+    prelus = prelu_modules(model)
+    for i in torch.randperm(len(prelus), generator=torch.Generator().manual_seed(seed))[:k].tolist():
+        prelus[i][1].frozen[:], prelus[i][1].alpha[:] = True, 1.0
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -372,3 +372,15 @@ def test_merge_keeps_partially_linear_activation():
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(10))
     with torch.no_grad():
         assert _rel_err(merged(x), model(x)) < 1e-6
+
+
+def test_random_freezing_helpers_give_the_requested_linear_share():
+    from course_lib import paths
+
+    model = linearize.freeze_random_channels(linearize.to_prelu(_plain_net([8, 8]), "channel"), 0.25, seed=1)
+    assert all(abs(f - 0.75) < 1e-9 for f in linearize.nonlinear_fraction(model).values())
+    layered = linearize.freeze_random_layers(linearize.to_prelu(_plain_net([8, 8]), "layer"), 1, seed=1)
+    assert sorted(linearize.nonlinear_fraction(layered).values()) == [0.0, 1.0]
+    assert paths.napl(layered) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="channel-wise"):
+        linearize.freeze_random_channels(linearize.to_prelu(_plain_net([8]), "layer"), 0.5)
