@@ -396,6 +396,14 @@ def verdict(summary: dict) -> str:
         lines.append("No layer-wise run was linearized inside the channel-wise NAPL range, so there is no matched "
                      "comparison yet: the claim is not tested by this run (widen the ω grid or train longer).")
     else:
+        seeds = min(p["n_seeds"] for points in summary["curves"].values() for p in points)
+        if seeds < 2:
+            best = max(informative, key=lambda g: g["gap"])
+            lines.append(f"Channel-wise is ahead at {sum(g['gap'] > 0 for g in informative)} of "
+                         f"{len(informative)} matched NAPL point(s) (largest gap {100 * best['gap']:+.2f} points at "
+                         f"NAPL {best['napl']:.2f}), but with a single seed there is no spread to judge the gaps "
+                         "by: not a test of the paper's claim.")
+            return "\n".join(lines)
         clear = [g for g in informative if g["gap"] > g["layer_accuracy_std"] + g["channel_accuracy_std_interp"]]
         worse = [g for g in informative if -g["gap"] > g["layer_accuracy_std"] + g["channel_accuracy_std_interp"]]
         best = max(informative, key=lambda g: g["gap"])

@@ -139,6 +139,8 @@ def test_verdict_reads_the_numbers():
     disagree, _ = _summary_with_gap(-0.05)
     assert "disagrees" in experiments.verdict(disagree)
     assert "inconclusive" in experiments.verdict(_summary_with_gap(0.0)[0])
+    single_seed = experiments.summarize([r for r in results if r["seed"] == 0], None)
+    assert "single seed" in experiments.verdict(single_seed)
     channel, layer = experiments.matched_pair(results)
     assert channel["granularity"] == "channel" and layer["granularity"] == "layer"
 
