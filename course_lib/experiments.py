@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -128,9 +129,15 @@ def cifar_config(mode: str = "auto", **overrides) -> ExperimentConfig:
 # Data and stages
 # ---------------------------------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=2)
+def _read_split(dataset: str, split: str, data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One read per process: every run of a sweep uses the same split (loaders never modify it)."""
+    return data.load_cifar(dataset, split, root=data_dir)
+
+
 def _splits(cfg: ExperimentConfig) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    train_x, train_y = data.load_cifar(cfg.dataset, "train", root=cfg.data_dir)
-    test_x, test_y = data.load_cifar(cfg.dataset, "test", root=cfg.data_dir)
+    train_x, train_y = _read_split(cfg.dataset, "train", cfg.data_dir)
+    test_x, test_y = _read_split(cfg.dataset, "test", cfg.data_dir)
     return (train_x[:cfg.n_train], train_y[:cfg.n_train]), (test_x[:cfg.n_test], test_y[:cfg.n_test])
 
 
