@@ -15,6 +15,13 @@ layer-wise penalty weighted by channel count), seeds varying post-training only.
 are written into every result. Command line:
 
     python -m course_lib.experiments cifar --mode smoke|cpu|full --dataset cifar10|cifar100 --out DIR
+    python -m course_lib.experiments cifar --network resnet56 --mode cpu     # notebook 05's ablation
+    python -m course_lib.experiments imagenet ...                           # notebook 06 (course_lib.imagenet)
+
+The ablation of notebook 05 (`network="resnet56"`) runs the same protocol from the pretrained akamaster ResNet-56
+instead of a plain net: its "pre-training" is a short fine-tune of those weights on the course's CIFAR-10 files, and
+every ReLU, the post-addition ones included, becomes a PReLU. Its BN layers are folded into the convolutions first,
+so that, as for the fused plain net, post-training trains exactly the function it evaluates.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ __all__ = ["ExperimentConfig", "PROFILES", "cifar_config", "pretrain", "post_tra
            "run_name", "load_results", "export_reference", "matched_pair", "verdict", "main"]
 
 DATASETS = ("cifar10", "cifar100")
+NETWORKS = ("repvgg", "resnet56", "resnet20")  # the plain RepVGG-style net, or a pretrained CIFAR ResNet
 
 
 @dataclass(frozen=True)
@@ -44,13 +52,14 @@ class ExperimentConfig:
     """Everything that defines a CIFAR channel- vs layer-wise experiment. Stored in every result file."""
 
     mode: str  # run mode this config was built for: smoke | cpu | full
+    network: str = "repvgg"  # "repvgg": plain net trained here; "resnet56"/"resnet20": akamaster weights, fine-tuned
     dataset: str = "cifar10"  # cifar10 | cifar100
     arch: str = "A0"  # RepVGG family member of the plain net (A0 | A1 | A2)
     width_mult: float = 1.0  # multiplies every width (ours: < 1 for the cpu profile)
     n_train: int | None = None  # training images used (None: all 50,000)
     n_test: int | None = None  # test images used (None: all 10,000)
     batch_size: int = 128  # images per step, both stages
-    pretrain_epochs: int = 200  # pre-training epochs (chenyaofo's CIFAR RepVGG recipe uses 200)
+    pretrain_epochs: int = 200  # pre-training epochs (chenyaofo's CIFAR RepVGG recipe uses 200); fine-tune for ResNets
     pretrain_lr: float = 0.1  # peak learning rate of pre-training (cosine to 0)
     posttrain_epochs: int = 60  # post-training epochs (paper: 60 on CIFAR-100)
     posttrain_lr: float = 1e-3  # peak learning rate of post-training (cosine to 0); ours
@@ -97,24 +106,53 @@ PROFILES: dict[str, dict] = {
 }
 
 
+# The ablation of notebook 05 from the pretrained ResNet-56. Its "pre-training" fine-tunes the akamaster weights
+# (trained on the original PNG CIFAR-10) on the course's files with SGD at a small learning rate, then folds BN.
+# Post-training uses AdamW at 1e-4 for the weights (measured here: at 1e-3 the pretrained ResNet-56 falls to chance
+# within 16 steps even with ω = 0; at 1e-4 it keeps its accuracy) and slopes at 1e-2 as in notebook 04 (x100).
+# `cpu` fits about 40 min on 2 CPU cores (a training step of ResNet-56 costs ~6x one of the A0/8 plain net), hence a
+# 15k-image training subset and 1 post-training epoch with slopes at 4e-2 (under the cosine schedule a slope moves
+# at most about half of lr x steps: 2.4 here); smoke moves slopes at 0.2 so that some freeze in its 16 steps.
+RESNET56_PROFILES: dict[str, dict] = {
+    "smoke": dict(network="resnet56", n_train=2048, n_test=500, pretrain_epochs=0, posttrain_epochs=1,
+                  posttrain_lr=1e-4, slope_lr_mult=2000.0, omegas=(0.01, 0.1), seeds=(0,),
+                  out_dir="runs/05_resnet56"),
+    "cpu": dict(network="resnet56", n_train=15360, pretrain_epochs=1, pretrain_lr=0.01, posttrain_epochs=1,
+                posttrain_lr=1e-4, slope_lr_mult=400.0, omegas=(0.002, 0.006, 0.02, 0.06), seeds=(0, 1),
+                out_dir="runs/05_resnet56"),
+    "full": dict(network="resnet56", pretrain_epochs=10, pretrain_lr=0.01, posttrain_epochs=60,
+                 posttrain_lr=1e-4, slope_lr_mult=100.0,
+                 omegas=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.015, 0.03, 0.06, 0.12), seeds=(0, 1, 2),
+                 save_models=False, out_dir="runs/05_resnet56"),
+}
+
+
 def cifar_config(mode: str = "auto", **overrides) -> ExperimentConfig:
     """Build the experiment config of a run mode, with overrides; `None` overrides mean "the mode's default".
 
+    `network="resnet56"` selects the ablation's profiles (`RESNET56_PROFILES`), otherwise `PROFILES` apply.
+
     Raises:
-        ValueError: unknown mode, dataset, granularity or override name, a negative ω, or no seeds.
+        ValueError: unknown mode, network, dataset, granularity or override name, a negative ω, or no seeds.
     """
     mode = config.resolve_mode(mode)
     valid = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"mode"}
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ValueError(f"unknown experiment setting(s) {unknown}; valid settings are {sorted(valid)}")
-    values = {**PROFILES[mode], **{k: v for k, v in overrides.items() if v is not None}}
+    network = overrides.get("network") or "repvgg"
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; choose one of {list(NETWORKS)}")
+    profile = RESNET56_PROFILES[mode] if network.startswith("resnet") else PROFILES[mode]
+    values = {**profile, **{k: v for k, v in overrides.items() if v is not None}}
     for key in ("omegas", "seeds", "granularities"):
         if key in values:
             values[key] = tuple(values[key])
     cfg = ExperimentConfig(mode=mode, **values)
     if cfg.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {list(DATASETS)}")
+    if cfg.network != "repvgg" and cfg.dataset != "cifar10":
+        raise ValueError(f"the pretrained {cfg.network} weights are CIFAR-10 weights; use dataset='cifar10' with it")
     if any(not math.isfinite(w) or w < 0 for w in cfg.omegas):
         raise ValueError(f"omega must be a finite number >= 0, got {cfg.omegas}")
     for g in cfg.granularities:
@@ -162,9 +200,15 @@ def _context(cfg: ExperimentConfig) -> tuple[torch.device, config.SystemKnobs]:
     return device, config.system_knobs(device)
 
 
+def _resnet_depth(cfg: ExperimentConfig) -> int:
+    return int(cfg.network.removeprefix("resnet"))
+
+
 def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """Pre-train the plain net in RepVGG training form, fuse it to the deploy form, save both results.
 
+    For `network="resnet56"` (or "resnet20") the start is the pretrained akamaster ResNet instead, fine-tuned for
+    `pretrain_epochs` epochs (0: used as it is); the network is stored unchanged in form (it keeps its BN layers).
     Skips the work when `<out_dir>/pretrain/result.json` exists and resumes from the epoch checkpoint otherwise.
 
     Returns:
@@ -176,12 +220,18 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     device, knobs = _context(cfg)
     tcfg = cfg.train_config("pretrain", knobs)
     config.seed_everything(cfg.pretrain_seed)
-    net = models.repvgg(cfg.arch, _num_classes(cfg), cifar=True, width_mult=cfg.width_mult).to(device)
+    resnet = cfg.network != "repvgg"
+    if resnet:
+        net = models.load_pretrained_cifar_resnet(_resnet_depth(cfg), root=cfg.data_dir).to(device)
+    else:
+        net = models.repvgg(cfg.arch, _num_classes(cfg), cifar=True, width_mult=cfg.width_mult).to(device)
     train_loader, test_loader = _loaders(cfg, cfg.pretrain_seed, device, tcfg.channels_last)
     start = time.time()
+    before = train.evaluate(net, test_loader, tcfg.amp_bf16) if resnet else None
     history = train.fit(net, train_loader, test_loader, tcfg, checkpoint=out / "checkpoint.pt", progress=progress,
-                        desc="pre-train")
-    deploy = models.repvgg_deploy(net.eval())
+                        desc="fine-tune" if resnet else "pre-train")
+    # The deploy form has no BN: post-training then trains exactly the function it evaluates (ours, both networks).
+    deploy = models.fold_batchnorm(net.eval()) if resnet else models.repvgg_deploy(net.eval())
     deploy_eval = train.evaluate(deploy, test_loader, tcfg.amp_bf16)
     result = {
         "kind": "pretrain",
@@ -193,7 +243,8 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
         "napl": paths.napl(deploy),
         "parameters_train_form": models.count_parameters(net),
         "parameters_deploy": models.count_parameters(deploy),
-        "widths": models.repvgg_widths(cfg.arch, cfg.width_mult),
+        "widths": [16, 32, 64] if resnet else models.repvgg_widths(cfg.arch, cfg.width_mult),
+        "test_accuracy_before_finetune": before["accuracy"] if before else None,
         "history": history,
         "wall_time_s": round(time.time() - start, 1),
         "provenance": provenance(device),
@@ -205,8 +256,11 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     return result
 
 
-def _load_deploy(cfg: ExperimentConfig, device: torch.device) -> models.PlainConvNet:
-    net = models.plain_cifar_net(cfg.arch, _num_classes(cfg), cfg.width_mult)
+def _load_deploy(cfg: ExperimentConfig, device: torch.device) -> torch.nn.Module:
+    if cfg.network == "repvgg":
+        net = models.plain_cifar_net(cfg.arch, _num_classes(cfg), cfg.width_mult)
+    else:
+        net = models.fold_batchnorm(models.cifar_resnet(_resnet_depth(cfg), _num_classes(cfg)).eval())
     state = torch.load(Path(cfg.out_dir) / "pretrain" / "deploy.pt", map_location="cpu", weights_only=True)
     models.pretrained.load_state_dict_strict(net, state["model"])
     return net.to(device)
@@ -270,7 +324,8 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
         "linear_channels": int(sum((~m.nonlinear_mask()).sum().item() for _, m in prelus)),
         "channels": int(sum(m.num_channels for _, m in prelus)),
         "parameters": models.count_parameters(net),
-        "depth_after_merge": linearize.layer_counts(linearize.merge_linear(net)),
+        "depth_after_merge": (linearize.layer_counts(linearize.merge_linear(net)) if cfg.network == "repvgg"
+                              else None),  # merging is defined for plain nets only
         "history": history,
         "wall_time_s": round(time.time() - start, 1),
         "provenance": provenance(device),
@@ -391,14 +446,18 @@ def verdict(summary: dict) -> str:
     paper's claim (channel-wise better at low NAPL). Every number comes from `summary`."""
     lines = []
     if summary.get("baseline"):
-        lines.append(f"Unlinearized plain net: accuracy {summary['baseline']['test_accuracy']:.4f} at NAPL 22.")
+        network = (summary.get("config") or {}).get("network", "repvgg")
+        name = "plain net" if network == "repvgg" else network
+        lines.append(f"Unlinearized {name}: accuracy {summary['baseline']['test_accuracy']:.4f} at NAPL "
+                     f"{summary['baseline']['napl']:.4g}.")
     for g, points in summary["curves"].items():
         if points:
             lowest = min(points, key=lambda p: p["napl"])
             lines.append(f"{g}-wise: NAPL down to {lowest['napl']:.2f} (ω={lowest['omega']:g}) with accuracy "
                          f"{lowest['accuracy']:.4f} ± {lowest['accuracy_std']:.4f}.")
     gaps = summary["gaps_at_matched_napl"]
-    informative = [g for g in gaps if g["napl"] < 21.5]
+    top = summary["baseline"]["napl"] - 0.5 if summary.get("baseline") else 21.5
+    informative = [g for g in gaps if g["napl"] < top]
     if not informative:
         lines.append("No layer-wise run was linearized inside the channel-wise NAPL range, so there is no matched "
                      "comparison yet: the claim is not tested by this run (widen the ω grid or train longer).")
@@ -414,7 +473,7 @@ def verdict(summary: dict) -> str:
         clear = [g for g in informative if g["gap"] > g["layer_accuracy_std"] + g["channel_accuracy_std_interp"]]
         worse = [g for g in informative if -g["gap"] > g["layer_accuracy_std"] + g["channel_accuracy_std_interp"]]
         best = max(informative, key=lambda g: g["gap"])
-        lines.append(f"At {len(informative)} matched NAPL point(s) below 21.5, channel-wise is ahead at "
+        lines.append(f"At {len(informative)} matched NAPL point(s) below {top:g}, channel-wise is ahead at "
                      f"{sum(g['gap'] > 0 for g in informative)}, clearly (gap larger than the two seed stds "
                      f"together) at {len(clear)}, clearly behind at {len(worse)}; the largest gap is "
                      f"{100 * best['gap']:+.2f} points at NAPL {best['napl']:.2f}.")
@@ -442,12 +501,19 @@ def _interp(x: float, xs: list[float], ys: list[float]) -> float:
 # ---------------------------------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["imagenet"]:  # the ImageNet protocol has its own module and options
+        from . import imagenet
+
+        return imagenet.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m course_lib.experiments",
                                      description="Run the paper's protocols (see the module docstring).")
     sub = parser.add_subparsers(dest="protocol", required=True)
-    cifar = sub.add_parser("cifar", help="channel- vs layer-wise linearization of a CIFAR plain net")
+    cifar = sub.add_parser("cifar", help="channel- vs layer-wise linearization on CIFAR (plain net or ResNet-56)")
+    sub.add_parser("imagenet", help="RepVGG-A2 on ImageNet: see `python -m course_lib.experiments imagenet --help`")
     cifar.add_argument("--mode", default="auto", help="auto|smoke|cpu|full")
     cifar.add_argument("--dataset", default="cifar10", help="cifar10|cifar100")
+    cifar.add_argument("--network", default="repvgg", help="repvgg (notebook 04) | resnet56 (notebook 05's ablation)")
     cifar.add_argument("--out", default=None, help="output folder (default runs/04_cifar_<mode>)")
     cifar.add_argument("--omegas", type=float, nargs="*", default=None)
     cifar.add_argument("--seeds", type=int, nargs="*", default=None)
@@ -458,8 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
     mode = config.resolve_mode(args.mode)
-    cfg = cifar_config(mode, dataset=args.dataset, omegas=args.omegas, seeds=args.seeds,
-                       out_dir=args.out or f"runs/04_cifar_{mode}", **overrides)
+    default_out = f"runs/04_cifar_{mode}" if args.network == "repvgg" else f"runs/05_{args.network}_{mode}"
+    cfg = cifar_config(mode, dataset=args.dataset, network=args.network, omegas=args.omegas, seeds=args.seeds,
+                       out_dir=args.out or default_out, **overrides)
     if args.one_run:
         granularity, omega, seed = args.one_run.split(":")
         pretrain(cfg)

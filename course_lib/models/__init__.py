@@ -9,12 +9,12 @@ from typing import Callable
 
 from torch import nn
 
-from .cifar_resnet import BasicBlock, CifarResNet, OptionAShortcut, cifar_resnet
+from .cifar_resnet import BasicBlock, CifarResNet, OptionAShortcut, cifar_resnet, fold_batchnorm
 from .pretrained import load_pretrained_cifar_resnet
 from .repvgg import REPVGG_CONFIGS, PlainConvNet, RepVGG, RepVGGBlock, repvgg, repvgg_deploy, repvgg_widths
 
 __all__ = [
-    "BasicBlock", "CifarResNet", "OptionAShortcut", "cifar_resnet", "load_pretrained_cifar_resnet",
+    "BasicBlock", "CifarResNet", "OptionAShortcut", "cifar_resnet", "fold_batchnorm", "load_pretrained_cifar_resnet",
     "REPVGG_CONFIGS", "PlainConvNet", "RepVGG", "RepVGGBlock", "repvgg", "repvgg_deploy", "repvgg_widths",
     "plain_cifar_net", "list_models", "create", "count_parameters",
 ]

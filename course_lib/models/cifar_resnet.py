@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BasicBlock", "CifarResNet", "OptionAShortcut", "cifar_resnet"]
+from .repvgg import _fuse_bn
+
+__all__ = ["BasicBlock", "CifarResNet", "OptionAShortcut", "cifar_resnet", "fold_batchnorm"]
 
 
 class OptionAShortcut(nn.Module):
@@ -103,3 +105,29 @@ def cifar_resnet(depth: int, num_classes: int = 10, plain: bool = False) -> Cifa
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
     return CifarResNet((depth - 2) // 6, num_classes=num_classes, residual=not plain)
+
+
+_CONV_BN_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"))
+
+
+@torch.no_grad()
+def fold_batchnorm(model: CifarResNet) -> CifarResNet:
+    """Fold every eval-mode BN into the conv before it (in place): the same function, no BN left.
+
+    Each `convK` becomes a conv with bias and each `bnK` an `nn.Identity`, so parameter names stay stable
+    (`layer1.0.conv1.weight`, `layer1.0.conv1.bias`, ...). Call it on a model in `eval()` mode; apply it to a freshly
+    built network to get the structure that a folded state dict loads into.
+    """
+    for module in model.modules():
+        for conv_name, bn_name in _CONV_BN_PAIRS:
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+                continue
+            weight, bias = _fuse_bn(conv.weight, bn)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                              padding=conv.padding, bias=True).to(conv.weight.device)
+            fused.weight.copy_(weight)
+            fused.bias.copy_(bias)
+            setattr(module, conv_name, fused)
+            setattr(module, bn_name, nn.Identity())
+    return model
