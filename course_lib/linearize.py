@@ -25,7 +25,7 @@ __all__ = [
     "GRANULARITIES", "LAYER_SCALES", "PostTrainConfig", "LinearizablePReLU", "to_prelu", "prelu_modules",
     "slope_parameters", "count_slopes", "freeze_random_channels", "freeze_random_layers", "l05_penalty",
     "freeze_near_linear", "nonlinear_fraction", "merge_linear",
-    "layer_counts",
+    "layer_counts", "slope_counts", "learned_skips",
 ]
 
 Granularity = Literal["channel", "layer"]
@@ -204,6 +204,28 @@ def slope_parameters(model: nn.Module) -> list[nn.Parameter]:
 def count_slopes(model: nn.Module) -> int:
     """Total number of slope parameters α (frozen or not): the parameter-count difference to a ReLU network."""
     return sum(m.alpha.numel() for _, m in prelu_modules(model))
+
+
+def slope_counts(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> dict[str, float]:
+    """The parameter-count control: how many slopes each variant adds to a ReLU network.
+
+    Paper: channel-wise linearization has "~0.03% more parameters" than layer-wise on RepVGG-A2 (§4), the only
+    difference between the two variants; e.g. RepVGG-A2 deploy: 7,808 channel slopes vs 22 layer slopes on
+    25,499,944 parameters, 0.0305%.
+
+    Args:
+        model: a network whose nonlinearities are `nn.ReLU` modules (left untouched).
+        input_shape: probe input for `to_prelu`.
+
+    Returns:
+        {"parameters": of `model`, "channel_slopes", "layer_slopes", "extra_slopes": their difference,
+         "extra_fraction": extra_slopes / parameters}.
+    """
+    channel = count_slopes(to_prelu(model, "channel", input_shape))
+    layer = count_slopes(to_prelu(model, "layer", input_shape))
+    parameters = sum(p.numel() for p in model.parameters())
+    return {"parameters": parameters, "channel_slopes": channel, "layer_slopes": layer,
+            "extra_slopes": channel - layer, "extra_fraction": (channel - layer) / parameters}
 
 
 def nonlinear_fraction(model: nn.Module) -> dict[str, float]:
@@ -426,3 +448,45 @@ def layer_counts(model: nn.Module) -> dict[str, int]:
     nonlinear = sum(isinstance(m, nn.ReLU) or (isinstance(m, LinearizablePReLU) and bool(m.nonlinear_mask().any()))
                     for m in model.modules())
     return {"conv": convs, "nonlinear": nonlinear}
+
+
+@torch.no_grad()
+def learned_skips(model: PlainConvNet, x: torch.Tensor) -> list[dict[str, float]]:
+    """Split what each layer passes on into a nonlinear branch and a learned linear skip, like a residual block.
+
+    In a plain net with PReLU layers, let h be a layer's pre-activation and L its linear channels (slope exactly 1).
+    The next conv W sees act(h) = act(h)·[c ∉ L] + h·[c ∈ L], so by linearity of the conv
+
+        W * act(h) = W * (act(h)·[c ∉ L])  +  W * (h·[c ∈ L]),
+
+    a nonlinear branch plus a linear path that skips this layer's nonlinearity: y = F(x) + S(x), the residual form
+    with a learned linear shortcut S. Layer-wise linearization can only make L empty or everything.
+
+    Args:
+        model: a `PlainConvNet` whose activations are `LinearizablePReLU` (e.g. after channel-wise post-training).
+        x: a batch of inputs (N, C, H, W) on the model's device.
+
+    Returns:
+        One dict per PReLU layer followed by a conv: {"layer", "linear_channels", "channels", "skip_norm",
+        "branch_norm", "skip_share" = skip_norm / (skip_norm + branch_norm)} (norms are of the two terms above, over
+        the batch), and "max_error" of W * act(h) − (branch + skip) (zero up to float rounding).
+    """
+    layers = list(model.features)
+    out: list[dict[str, float]] = []
+    h = x
+    for i, layer in enumerate(layers):
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, LinearizablePReLU) and isinstance(nxt, nn.Conv2d):
+            linear = (~layer.nonlinear_mask()).reshape(1, -1, 1, 1).to(h.dtype)
+            activated = layer(h)
+            weight_only = dict(stride=nxt.stride, padding=nxt.padding, dilation=nxt.dilation, groups=nxt.groups)
+            branch = F.conv2d(activated * (1 - linear), nxt.weight, **weight_only)
+            skip = F.conv2d(h * linear, nxt.weight, **weight_only)
+            whole = F.conv2d(activated, nxt.weight, **weight_only)
+            skip_norm, branch_norm = skip.norm().item(), branch.norm().item()
+            out.append({"layer": len(out) + 1, "linear_channels": int(linear.sum().item()),
+                        "channels": layer.num_channels, "skip_norm": skip_norm, "branch_norm": branch_norm,
+                        "skip_share": skip_norm / max(skip_norm + branch_norm, 1e-30),
+                        "max_error": (whole - branch - skip).abs().max().item()})
+        h = layer(h)
+    return out

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-__all__ = ["ActivationInfo", "activation_layers", "path_length_distribution", "path_counts", "napl", "apl"]
+__all__ = ["ActivationInfo", "activation_layers", "path_length_distribution", "path_counts", "napl", "apl",
+           "histogram_moments"]
 
 # Elementwise nonlinearities that count as fully nonlinear (p = 1) in every channel. Ours: the papers only use
 # (P)ReLU; we count any other elementwise activation (GELU, Tanh, ...) the same way. Max-pooling and softmax are not
@@ -368,3 +369,15 @@ def activation_layers(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32
             name = str(node.target) if node.op == "call_module" else node.name
             layers.append(ActivationInfo(name, _channels(node), p))
     return layers
+
+
+def histogram_moments(dist: torch.Tensor | list[float]) -> tuple[float, float]:
+    """Mean and standard deviation of a path-length distribution (probabilities of lengths 0, 1, ...).
+
+    The mean is the NAPL; the standard deviation says how *variable* the depth is (0 for a fixed-depth net,
+    √n/2 for n residual blocks of one nonlinearity each, Veit et al.'s Binomial(n, ½)).
+    """
+    d = torch.as_tensor(dist, dtype=torch.float64)
+    k = torch.arange(len(d), dtype=torch.float64)
+    mean = (k * d).sum() / d.sum()
+    return mean.item(), (((k - mean) ** 2 * d).sum() / d.sum()).sqrt().item()

@@ -16,8 +16,8 @@ Symbols as in the paper: `W`, `b` are W̄, b̄ of the residual branch; `eps` is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -14,8 +14,9 @@ import contextlib
 import math
 import os
 import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -549,5 +550,60 @@ def plot_accuracy_vs_napl(summary: Mapping[str, Any], ax: plt.Axes | None = None
     ax.set_ylabel("test accuracy (%)")
     if title:
         ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_nonlinear_heatmap(rows: Mapping[str, Sequence[float]], ax: plt.Axes | None = None,
+                           title: str = "Nonlinear channels per layer") -> plt.Figure:
+    """Heat map of per-layer nonlinear fractions: one row per run (e.g. one ω), one column per PReLU layer.
+
+    Args:
+        rows: run label -> fraction of still-nonlinear channels per layer (1: untouched ReLU layer, 0: linear).
+        ax: draw here; None makes a new figure sized to the rows.
+        title: the figure's title.
+
+    Returns:
+        The figure.
+    """
+    labels = list(rows)
+    matrix = np.array([_numpy(list(rows[k])) for k in labels])
+    fig, ax = _new_ax(ax, figsize=(7.5, 0.45 * len(labels) + 1.6))
+    image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xticks(range(0, matrix.shape[1], max(1, matrix.shape[1] // 11)))
+    ax.set_xticklabels([str(i + 1) for i in range(0, matrix.shape[1], max(1, matrix.shape[1] // 11))])
+    ax.set(xlabel="PReLU layer (input → output)", title=title)
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label="fraction nonlinear")
+    return fig
+
+
+def plot_gaps(summaries: Mapping[str, Mapping[str, Any]], ax: plt.Axes | None = None,
+              title: str = "Channel-wise minus layer-wise accuracy at matched NAPL") -> plt.Figure:
+    """The gap at matched NAPL (from `experiments.summarize`) of several experiments on one axis.
+
+    Error bars are the sum of the two variants' seed standard deviations (the "clearly ahead" threshold of
+    `experiments.verdict`). Points at the unlinearized NAPL (nothing linearized) are left out.
+
+    Args:
+        summaries: label -> summary (e.g. {"plain net (04)": ..., "ResNet-56 (05)": ...}).
+        ax: draw here; None makes a new figure.
+        title: the figure's title.
+
+    Returns:
+        The figure.
+    """
+    fig, ax = _new_ax(ax)
+    for label, summary in summaries.items():
+        top = summary["baseline"]["napl"] - 0.5 if summary.get("baseline") else float("inf")
+        gaps = sorted((g for g in summary["gaps_at_matched_napl"] if g["napl"] < top), key=lambda g: g["napl"])
+        if not gaps:
+            continue
+        ax.errorbar([g["napl"] for g in gaps], [100 * g["gap"] for g in gaps],
+                    yerr=[100 * (g["layer_accuracy_std"] + g["channel_accuracy_std_interp"]) for g in gaps],
+                    marker="o", ms=5, capsize=3, label=label)
+    ax.axhline(0.0, color="gray", lw=1)
+    ax.set(xlabel="NAPL", ylabel="gap (accuracy points)", title=title)
     ax.legend(fontsize=8)
     return fig

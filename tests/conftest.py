@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 
-
 def _shared_data() -> Path | None:
     env = os.environ.get("COURSE_DATA_DIR")
     for candidate in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared" / "data"]:

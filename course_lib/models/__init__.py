@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
@@ -16,7 +16,7 @@ from .repvgg import REPVGG_CONFIGS, PlainConvNet, RepVGG, RepVGGBlock, repvgg, r
 __all__ = [
     "BasicBlock", "CifarResNet", "OptionAShortcut", "cifar_resnet", "fold_batchnorm", "load_pretrained_cifar_resnet",
     "REPVGG_CONFIGS", "PlainConvNet", "RepVGG", "RepVGGBlock", "repvgg", "repvgg_deploy", "repvgg_widths",
-    "plain_cifar_net", "list_models", "create", "count_parameters",
+    "plain_cifar_net", "list_models", "create", "count_parameters", "linearized_networks",
 ]
 
 
@@ -55,3 +55,22 @@ def create(name: str, num_classes: int = 10) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of scalar parameters (buffers such as BN running statistics are not counted)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def linearized_networks() -> dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]]:
+    """Every network the course linearizes, in the form that is linearized, with its probe input shape.
+
+    RepVGG nets in their fused deploy form; the CIFAR ResNets with BN folded (as `experiments` post-trains them).
+    Builders are randomly initialised (counts and shapes do not depend on the weights).
+    """
+    def folded_resnet(depth: int) -> Callable[[], nn.Module]:
+        return lambda: fold_batchnorm(cifar_resnet(depth).eval())
+
+    cifar, imagenet = (1, 3, 32, 32), (1, 3, 224, 224)
+    return {
+        "ResNet-20 (CIFAR)": (folded_resnet(20), cifar),
+        "ResNet-56 (CIFAR, notebook 05)": (folded_resnet(56), cifar),
+        "RepVGG-A0 x1/8 plain (CIFAR, notebook 04 cpu)": (lambda: plain_cifar_net("A0", 10, 0.125), cifar),
+        "RepVGG-A2 plain (CIFAR, notebook 04 full)": (lambda: plain_cifar_net("A2", 10), cifar),
+        "RepVGG-A2 plain (ImageNet, notebook 06)": (lambda: repvgg_deploy(repvgg("A2", 1000).eval()), imagenet),
+    }
