@@ -40,8 +40,9 @@ import torch
 from . import config, data, linearize, models, paths, train
 from .results import provenance, read_json, write_json_atomic
 
-__all__ = ["ExperimentConfig", "PROFILES", "cifar_config", "pretrain", "post_train", "sweep", "summarize",
-           "run_name", "load_results", "export_reference", "matched_pair", "verdict", "main"]
+__all__ = ["ExperimentConfig", "PROFILES", "RESNET56_PROFILES", "cifar_config", "pretrain", "post_train", "sweep",
+           "summarize", "run_name", "load_results", "load_post_trained", "export_reference", "matched_pair",
+           "mean_gap", "verdict", "main"]
 
 DATASETS = ("cifar10", "cifar100")
 NETWORKS = ("repvgg", "resnet56", "resnet20")  # the plain RepVGG-style net, or a pretrained CIFAR ResNet
@@ -338,6 +339,22 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
     return result
 
 
+def load_post_trained(cfg: ExperimentConfig, granularity: str, omega: float, seed: int) -> torch.nn.Module:
+    """The linearized network of a finished post-training run (saved when `cfg.save_models`), on the CPU, in eval mode.
+
+    Raises:
+        FileNotFoundError: when the run has not been made or its weights were not kept; says which command makes it.
+    """
+    path = Path(cfg.out_dir) / "runs" / f"{run_name(granularity, omega, seed)}.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no saved network at {path}: run experiments.post_train(cfg, {granularity!r}, "
+                                f"{omega!r}, {seed}) with save_models=True first")
+    net = linearize.to_prelu(_load_deploy(cfg, torch.device("cpu")), granularity)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    models.pretrained.load_state_dict_strict(net, state["model"])
+    return net.eval()
+
+
 def sweep(cfg: ExperimentConfig, progress: bool = True) -> list[dict]:
     """Pre-train (or reuse), then post-train every (granularity, ω, seed); returns the post-training results.
 
@@ -439,6 +456,16 @@ def matched_pair(results: list[dict], max_napl: float = 21.5) -> tuple[dict, dic
     ok = [r for r in results if not r.get("diverged") and r["napl"] < max_napl]
     pairs = [(c, l) for c in ok if c["granularity"] == "channel" for l in ok if l["granularity"] == "layer"]
     return min(pairs, key=lambda pair: (abs(pair[0]["napl"] - pair[1]["napl"]), pair[1]["napl"])) if pairs else None
+
+
+def mean_gap(summary: dict, napl_min: float = 0.0, napl_max: float | None = None) -> float | None:
+    """Mean gap at matched NAPL over the points with napl_min < NAPL < napl_max (default: below the unlinearized
+    net's NAPL), or None when there is no such point. The paper's ablation reads: from a ResNet the gap "nearly
+    vanishes for NAPL > 4", i.e. `mean_gap(resnet_summary, 4)` should be close to 0."""
+    top = napl_max if napl_max is not None else (summary["baseline"]["napl"] - 0.5 if summary.get("baseline")
+                                                 else math.inf)
+    gaps = [g["gap"] for g in summary["gaps_at_matched_napl"] if napl_min < g["napl"] < top]
+    return sum(gaps) / len(gaps) if gaps else None
 
 
 def verdict(summary: dict) -> str:

@@ -109,3 +109,18 @@ def test_resnet56_smoke_post_training_end_to_end(data_dir, tmp_path):
     run = experiments.post_train(cfg, "layer", 0.1, 0, progress=False)
     assert run["slopes"] == 55 and run["channels"] == 2032 and run["depth_after_merge"] is None
     assert 0 <= run["napl"] <= 41.5 and len(run["nonlinear_fraction"]) == 55
+
+
+def test_mean_gap_selects_the_napl_window():
+    summary = {"baseline": {"napl": 41.5},
+               "gaps_at_matched_napl": [{"napl": 41.5, "gap": 0.5}, {"napl": 20.0, "gap": 0.01},
+                                        {"napl": 6.0, "gap": 0.03}, {"napl": 2.0, "gap": 0.2}]}
+    assert experiments.mean_gap(summary, 4) == pytest.approx(0.02)
+    assert experiments.mean_gap(summary) == pytest.approx(0.08)
+    assert experiments.mean_gap(summary, 30) is None
+
+
+def test_load_post_trained_explains_a_missing_run(tmp_path):
+    cfg = experiments.cifar_config("smoke", out_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="post_train"):
+        experiments.load_post_trained(cfg, "channel", 0.1, 0)
