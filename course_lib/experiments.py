@@ -201,6 +201,25 @@ def _context(cfg: ExperimentConfig) -> tuple[torch.device, config.SystemKnobs]:
     return device, config.system_knobs(device)
 
 
+# The fields that define a stored result: a finished stage is reused only when they are unchanged.
+_PRETRAIN_FIELDS = ("network", "dataset", "arch", "width_mult", "n_train", "n_test", "batch_size", "pretrain_epochs",
+                    "pretrain_lr", "weight_decay", "pretrain_seed")
+_POSTTRAIN_FIELDS = ("posttrain_epochs", "posttrain_lr", "posttrain_optimizer", "slope_lr_mult", "layer_scale",
+                     "freeze_tol")
+
+
+def _reuse(stored: dict, cfg: ExperimentConfig, fields: tuple[str, ...]) -> dict:
+    """Return a stored result if it was made with the same settings as `cfg`; otherwise say what differs."""
+    old, new = stored.get("config", {}), asdict(cfg)
+    differ = {f: (old.get(f), new[f]) for f in fields if old.get(f, new[f]) != new[f]}
+    if differ:
+        listing = ", ".join(f"{f}: stored {a!r} vs now {b!r}" for f, (a, b) in differ.items())
+        raise ValueError(f"{cfg.out_dir} holds a {stored.get('kind', 'result')} made with other settings ({listing}). "
+                         "Nothing was overwritten: choose another out_dir (OUT_DIR in the notebooks) or delete that "
+                         "folder to start again.")
+    return stored
+
+
 def _resnet_depth(cfg: ExperimentConfig) -> int:
     return int(cfg.network.removeprefix("resnet"))
 
@@ -217,7 +236,7 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """
     out = Path(cfg.out_dir) / "pretrain"
     if (out / "result.json").exists():
-        return read_json(out / "result.json")
+        return _reuse(read_json(out / "result.json"), cfg, _PRETRAIN_FIELDS)
     device, knobs = _context(cfg)
     tcfg = cfg.train_config("pretrain", knobs)
     config.seed_everything(cfg.pretrain_seed)
@@ -288,7 +307,7 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
     runs = Path(cfg.out_dir) / "runs"
     name = run_name(granularity, omega, seed)
     if (runs / f"{name}.json").exists():
-        return read_json(runs / f"{name}.json")
+        return _reuse(read_json(runs / f"{name}.json"), cfg, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
     device, knobs = _context(cfg)
     tcfg = cfg.train_config("posttrain", knobs)
     config.seed_everything(seed)

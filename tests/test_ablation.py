@@ -3,13 +3,14 @@ the resnet56 experiment config."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from course_lib import experiments, linearize, models, paths
+from course_lib import experiments, linearize, models, paths, results
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -124,3 +125,15 @@ def test_load_post_trained_explains_a_missing_run(tmp_path):
     cfg = experiments.cifar_config("smoke", out_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="post_train"):
         experiments.load_post_trained(cfg, "channel", 0.1, 0)
+
+
+def test_a_stored_result_with_other_settings_is_not_reused(tmp_path):
+    cfg = experiments.cifar_config("smoke", out_dir=str(tmp_path))
+    stored = {"kind": "pretrain", "config": {**dataclasses.asdict(cfg), "pretrain_epochs": 99}}
+    results.write_json_atomic(tmp_path / "pretrain" / "result.json", stored)
+    with pytest.raises(ValueError, match="pretrain_epochs: stored 99 vs now 2"):
+        experiments.pretrain(cfg)
+    assert (tmp_path / "pretrain" / "result.json").exists()  # nothing lost
+    other_grid = experiments.cifar_config("smoke", out_dir=str(tmp_path), omegas=(0.5,), seeds=(3,))
+    results.write_json_atomic(tmp_path / "pretrain" / "result.json", {"config": dataclasses.asdict(cfg)})
+    assert experiments.pretrain(other_grid)["config"]["pretrain_epochs"] == 2  # the grid is not a setting
