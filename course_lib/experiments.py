@@ -273,6 +273,7 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
         train.save_checkpoint_atomic(out / "deploy.pt", {"model": deploy.state_dict(), "config": asdict(cfg)})
         write_json_atomic(out / "result.json", result)
         (out / "checkpoint.pt").unlink(missing_ok=True)
+    _wait_for_rank0()
     return result
 
 
@@ -355,7 +356,14 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
             train.save_checkpoint_atomic(runs / f"{name}.pt", {"model": net.state_dict(), "granularity": granularity})
         write_json_atomic(runs / f"{name}.json", result)
         (runs / f"{name}.ckpt.pt").unlink(missing_ok=True)
+    _wait_for_rank0()
     return result
+
+
+def _wait_for_rank0() -> None:
+    """Under torchrun, the other ranks wait until rank 0 has written the files they read next."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 def load_post_trained(cfg: ExperimentConfig, granularity: str, omega: float, seed: int) -> torch.nn.Module:
@@ -593,9 +601,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parse_value(text: str):
+    """A `--set` value: JSON first (so 1e-4 is a number, which YAML 1.1 reads as a string), else YAML."""
+    import json
+
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.safe_load(text)
 
 
 if __name__ == "__main__":

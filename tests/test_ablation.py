@@ -137,3 +137,8 @@ def test_a_stored_result_with_other_settings_is_not_reused(tmp_path):
     other_grid = experiments.cifar_config("smoke", out_dir=str(tmp_path), omegas=(0.5,), seeds=(3,))
     results.write_json_atomic(tmp_path / "pretrain" / "result.json", {"config": dataclasses.asdict(cfg)})
     assert experiments.pretrain(other_grid)["config"]["pretrain_epochs"] == 2  # the grid is not a setting
+
+
+def test_command_line_values_are_numbers_where_yaml_would_give_strings():
+    assert experiments._parse_value("1e-4") == 1e-4
+    assert experiments._parse_value("0.125") == 0.125 and experiments._parse_value("adamw") == "adamw"

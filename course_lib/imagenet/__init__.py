@@ -1,0 +1,582 @@
+"""The paper's ImageNet protocol: RepVGG-A2, 10 post-training epochs per ω, channel- vs layer-wise, under torchrun.
+
+A package of three files, in reading order:
+
+1. `folder.py`, ImageNet data: `check_imagefolder` (a clear `ImageNetNotFoundError` for a missing or malformed
+   `IMAGENET_DIR`), the standard transforms, two JPEG readers and `measure_decode_speed`, and `ImageNetLoader`, a
+   DataLoader wrapper with the interface `train.fit`/`train.evaluate` use (device batches, `set_epoch`, exact DDP
+   evaluation). `make_smoke_imagefolder` writes a small ImageFolder of real, upscaled CIFAR-10 images so that the
+   whole path runs in CI. ImageNet itself is never downloaded.
+2. `checkpoints.py`, the start network: a checkpoint (path or https url, optional sha256) of RepVGG in training or
+   deploy form, ours or with the official DingXiaoH/RepVGG key names, detected from its keys, loaded strictly and
+   fused to the deploy form.
+3. this file: `ImageNetConfig` with profiles smoke/cpu/full, `pretrain` (evaluate the checkpoint; or, in smoke/cpu
+   without one, pre-train the small net briefly), `post_train`, `sweep` and `main` (`python -m course_lib.experiments
+   imagenet`). Results have the same JSON shape as `course_lib.experiments.post_train`. Cost: `count_macs`
+   (FlopCounterMode) and `estimate_cost` (GPU hours from a measured throughput).
+
+Paper: §4 of arXiv 2506.14386 (RepVGG-A2 on ImageNet, 10 post-training epochs). Ours (the paper is silent): the
+optimiser and learning rates (AdamW as in the CIFAR protocol), the ω grid, augmentation, seeds, the smoke/cpu
+profiles. Taught in notebook 06_imagenet_repvgg_a2. The RepVGG key names follow DingXiaoH/RepVGG (MIT); the code is
+our own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .. import config, linearize, models, paths, train
+from ..experiments import run_name, summarize
+from ..results import provenance, read_json, write_json_atomic
+from .checkpoints import checkpoint_format, from_official, load_checkpoint, start_network, to_official
+from .folder import (
+    ENV_IMAGENET_DIR,
+    READERS,
+    ImageNetLoader,
+    ImageNetNotFoundError,
+    check_imagefolder,
+    image_folder,
+    make_smoke_imagefolder,
+    measure_decode_speed,
+    train_transform,
+    val_transform,
+)
+
+__all__ = [
+    # data (folder.py)
+    "ENV_IMAGENET_DIR", "ImageNetNotFoundError", "check_imagefolder", "train_transform", "val_transform", "READERS",
+    "measure_decode_speed", "image_folder", "ImageNetLoader", "make_smoke_imagefolder",
+    # start network (checkpoints.py)
+    "load_checkpoint", "checkpoint_format", "from_official", "to_official", "start_network",
+    # protocol, launching, cost (this file)
+    "IMAGENET_TRAIN_IMAGES", "ImageNetConfig", "PROFILES", "imagenet_config", "data_root", "pretrain", "post_train",
+    "sweep", "cli_args", "torchrun_command", "run_command", "parse_args", "count_macs", "measure_throughput",
+    "estimate_cost", "main",
+]
+
+IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training images (val: 50,000)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Config and profiles
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageNetConfig:
+    """Everything that defines an ImageNet channel- vs layer-wise run. Stored in every result file."""
+
+    mode: str  # run mode this config was built for: smoke | cpu | full
+    imagenet_dir: str | None = None  # ImageFolder root; None: $IMAGENET_DIR, else (smoke/cpu) a generated folder
+    checkpoint: str | None = None  # start network: path or https url; None (smoke/cpu only): pre-train one here
+    checkpoint_sha256: str | None = None  # expected sha256 of the checkpoint file (None: not checked)
+    arch: str = "A2"  # RepVGG family member (A0 | A1 | A2), ImageNet strides
+    width_mult: float = 1.0  # multiplies every width (< 1 only in smoke/cpu)
+    image_size: int = 224  # training crop and evaluation centre crop, pixels
+    n_classes: int | None = None  # keep the first n class folders (None: all)
+    n_train_per_class: int | None = None  # training images per class (None: all)
+    n_val_per_class: int | None = None  # validation images per class (None: all)
+    generated_folder: tuple[int, int, int, int] = (4, 64, 16, 64)  # without imagenet_dir: classes, train and val
+    # images per class, size in px of the CIFAR-10 ImageFolder `make_smoke_imagefolder` writes (smoke/cpu only)
+    batch_size: int = 256  # images per step, summed over all processes
+    eval_batch_size: int = 250  # per process
+    pretrain_epochs: int = 0  # only without a checkpoint (smoke/cpu): brief pre-training of the training form
+    pretrain_lr: float = 0.1  # SGD-Nesterov peak learning rate of that pre-training (cosine to 0)
+    posttrain_epochs: int = 10  # post-training epochs (paper: 10 on ImageNet)
+    posttrain_lr: float = 1e-4  # AdamW peak learning rate of the weights (cosine to 0); ours, see PROFILES
+    posttrain_optimizer: str = "adamw"  # as in the CIFAR protocol
+    slope_lr_mult: float = 100.0  # slopes learn at posttrain_lr x this = 1e-2, as in both CIFAR protocols (ours)
+    weight_decay: float = 1e-4  # on conv/linear weights only (RepVGG's ImageNet value); ours
+    omegas: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.015, 0.03, 0.06, 0.12)  # ω grid, both variants
+    granularities: tuple[str, ...] = ("channel", "layer")  # variants to run
+    seeds: tuple[int, ...] = (0, 1, 2)  # post-training seeds (data order, augmentation)
+    layer_scale: str = "channels"  # weight of a layer-wise slope in L0.5 (see linearize.l05_penalty)
+    freeze_tol: float = 0.01  # |α−1| < tol freezes a slope at 1 (paper: 0.01)
+    reader: str = "auto"  # JPEG decoding: "pil" | "torchvision" | "auto" (the faster, measured)
+    num_workers: int = 8  # DataLoader workers per process
+    out_dir: str = "runs/06_imagenet"  # where results and checkpoints go
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | ...
+    data_dir: str | None = None  # where CIFAR-10 is looked for first (generated folder only)
+    amp_bf16: bool | None = None  # None: config.system_knobs decides for the device
+    channels_last: bool | None = None  # None: config.system_knobs decides
+    compile: bool | None = None  # None: config.system_knobs decides
+    save_models: bool = False  # keep each post-trained net's weights next to its JSON (A2: 100 MB each)
+
+    def train_config(self, stage: str, knobs: config.SystemKnobs) -> train.TrainConfig:
+        """The `TrainConfig` of `stage` ("pretrain" or "posttrain") with this config's system knobs resolved."""
+        pre = stage == "pretrain"
+        settings = (dict(epochs=self.pretrain_epochs, lr=self.pretrain_lr) if pre else
+                    dict(epochs=self.posttrain_epochs, lr=self.posttrain_lr, optimizer=self.posttrain_optimizer,
+                         slope_lr_mult=self.slope_lr_mult))
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        return train.TrainConfig(**settings, weight_decay=self.weight_decay, batch_size=self.batch_size,
+                                 eval_batch_size=self.eval_batch_size, amp_bf16=pick(self.amp_bf16, knobs.amp_bf16),
+                                 channels_last=pick(self.channels_last, knobs.channels_last),
+                                 compile=pick(self.compile, knobs.compile))
+
+
+# full: the paper's protocol from a pretrained RepVGG-A2 (checkpoint required). AdamW at 1e-4 for the weights, as in
+# the ResNet-56 ablation: a well-trained network loses accuracy at 1e-3 (measured there on CIFAR; untested here on
+# ImageNet, no GPU was available to us). Slopes at 1e-2 as in both CIFAR protocols; 10 epochs of 5,004 steps give them
+# ample room to reach 1. The ω grid is the CIFAR `full` grid (same 7,808 channels, same penalty scale).
+# smoke and cpu: the ImageNet code path with a small net (A0 at 1/8 width, ~0.1 M parameters); without IMAGENET_DIR
+# they read a generated folder of upscaled CIFAR-10 images, so their accuracies say nothing about ImageNet. smoke
+# exercises the code path, not the science: its slopes learn at 0.3 so that some freeze within its 8 steps.
+PROFILES: dict[str, dict] = {
+    "smoke": dict(arch="A0", width_mult=0.125, image_size=64, n_classes=4, n_train_per_class=64, n_val_per_class=16,
+                  generated_folder=(4, 64, 16, 64), batch_size=32, eval_batch_size=64, pretrain_epochs=3,
+                  posttrain_epochs=1, posttrain_lr=1e-3, slope_lr_mult=300.0, omegas=(0.01, 0.1), seeds=(0,),
+                  num_workers=0, save_models=True, out_dir="runs/06_imagenet_smoke"),
+    "cpu": dict(arch="A0", width_mult=0.125, image_size=64, n_classes=10, n_train_per_class=500,
+                n_val_per_class=100, generated_folder=(10, 500, 100, 64), batch_size=64, eval_batch_size=250,
+                pretrain_epochs=15, posttrain_epochs=2, posttrain_lr=1e-3, slope_lr_mult=50.0,
+                omegas=(0.005, 0.02, 0.08), seeds=(0, 1), num_workers=1, out_dir="runs/06_imagenet_cpu"),
+    "full": dict(out_dir="runs/06_imagenet_full"),
+}
+
+
+def imagenet_config(mode: str = "auto", **overrides) -> ImageNetConfig:
+    """The config of a run mode with overrides; `None` overrides mean "the mode's default".
+
+    `imagenet_dir` defaults to `$IMAGENET_DIR`. The folder and the checkpoint are checked when first used (so a
+    config, and the launch command built from it, exist before the data do).
+
+    Raises:
+        ValueError: unknown mode, setting, granularity, layer scale or reader; a negative ω; no seeds.
+    """
+    mode = config.resolve_mode(mode)
+    valid = {f.name for f in dataclasses.fields(ImageNetConfig)} - {"mode"}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ValueError(f"unknown ImageNet setting(s) {unknown}; valid settings are {sorted(valid)}")
+    values = {**PROFILES[mode], **{k: v for k, v in overrides.items() if v is not None}}
+    values.setdefault("imagenet_dir", os.environ.get(ENV_IMAGENET_DIR) or None)
+    for key in ("omegas", "seeds", "granularities", "generated_folder"):
+        if key in values:
+            values[key] = tuple(values[key])
+    cfg = ImageNetConfig(mode=mode, **values)
+    if any(not math.isfinite(w) or w < 0 for w in cfg.omegas):
+        raise ValueError(f"omega must be a finite number >= 0, got {cfg.omegas}")
+    for g in cfg.granularities:
+        if g not in linearize.GRANULARITIES:
+            raise ValueError(f"unknown granularity {g!r}; choose one of {list(linearize.GRANULARITIES)}")
+    if cfg.layer_scale not in linearize.LAYER_SCALES:
+        raise ValueError(f"unknown layer_scale {cfg.layer_scale!r}; choose one of {list(linearize.LAYER_SCALES)}")
+    if cfg.reader != "auto" and cfg.reader not in READERS:
+        raise ValueError(f"unknown reader {cfg.reader!r}; choose auto or one of {list(READERS)}")
+    if not cfg.seeds:
+        raise ValueError("at least one seed is needed")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _context(cfg: ImageNetConfig) -> tuple[torch.device, config.SystemKnobs]:
+    device = config.select_device(cfg.device)
+    if device.type == "cuda" and train.init_distributed()[1] > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device, config.system_knobs(device)
+
+
+def data_root(cfg: ImageNetConfig) -> Path:
+    """The checked ImageFolder root: `cfg.imagenet_dir`, or in smoke/cpu without one, the generated CIFAR folder."""
+    if cfg.imagenet_dir is None and cfg.mode != "full":
+        folder = Path(cfg.out_dir) / "imagefolder"
+        if train.is_main_process():
+            n_classes, per_train, per_val, size = cfg.generated_folder
+            make_smoke_imagefolder(folder, n_classes, per_train, per_val, size, root=cfg.data_dir)
+        _barrier()
+        return check_imagefolder(folder)["root"]
+    return check_imagefolder(cfg.imagenet_dir)["root"]
+
+
+def _loaders(cfg: ImageNetConfig, seed: int, device: torch.device, channels_last: bool):
+    root = data_root(cfg)
+    rank, world = train.init_distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    sets = [image_folder(root, split, cfg.image_size, train=split == "train", reader=cfg.reader,
+                         n_classes=cfg.n_classes, per_class=per)
+            for split, per in (("train", cfg.n_train_per_class), ("val", cfg.n_val_per_class))]
+    common = dict(device=device, channels_last=channels_last, rank=rank, world_size=world,
+                  num_workers=cfg.num_workers)
+    return (ImageNetLoader(sets[0], cfg.batch_size // world, train=True, seed=seed, **common),
+            ImageNetLoader(sets[1], cfg.eval_batch_size, train=False, **common), len(sets[0].classes))
+
+
+def _input_shape(cfg: ImageNetConfig) -> tuple[int, int, int, int]:
+    return (1, 3, cfg.image_size, cfg.image_size)
+
+
+def pretrain(cfg: ImageNetConfig, progress: bool = True) -> dict:
+    """The start of every run: load `cfg.checkpoint`, fuse it to the deploy form, evaluate it, store it.
+
+    Without a checkpoint (smoke/cpu only) the training form is first pre-trained for `pretrain_epochs` on the
+    folder and saved as `<out_dir>/pretrain/train_form.pt`, which then goes through the same checkpoint path.
+    Skips the work when `<out_dir>/pretrain/result.json` exists (made with the same settings).
+
+    Returns:
+        The baseline: accuracies of the deploy (and training) form, NAPL, parameter counts, the checkpoint's form.
+
+    Raises:
+        ValueError: no checkpoint and `pretrain_epochs == 0` (the `full` profile needs a pretrained RepVGG-A2), or a
+            stored baseline made with other settings.
+        ImageNetNotFoundError: see `check_imagefolder`.
+    """
+    out = Path(cfg.out_dir) / "pretrain"
+    if (out / "result.json").exists():
+        return _reuse(read_json(out / "result.json"), cfg, _PRETRAIN_FIELDS)
+    if cfg.checkpoint is None and cfg.pretrain_epochs == 0:
+        raise ValueError("the ImageNet protocol starts from a pretrained network: give a checkpoint (a RepVGG "
+                         f"{cfg.arch} state dict, training or deploy form, ours or DingXiaoH/RepVGG's), or set "
+                         "pretrain_epochs > 0 to pre-train a small one here (smoke/cpu only)")
+    device, knobs = _context(cfg)
+    tcfg = cfg.train_config("pretrain", knobs)
+    config.seed_everything(0)
+    train_loader, val_loader, n_classes = _loaders(cfg, 0, device, tcfg.channels_last)
+    start, history, source = time.time(), None, cfg.checkpoint
+    if source is None:
+        net = models.repvgg(cfg.arch, n_classes, cifar=False, width_mult=cfg.width_mult).to(device)
+        history = train.fit(net, train_loader, None, tcfg, checkpoint=out / "checkpoint.pt", progress=progress,
+                            desc="pre-train")
+        source = out / "train_form.pt"
+        if train.is_main_process():
+            train.save_checkpoint_atomic(source, {"model": net.cpu().state_dict()})
+        _barrier()
+    deploy, train_form, form = start_network(load_checkpoint(source, cfg.checkpoint_sha256), cfg.arch,
+                                             cfg.width_mult)
+    if deploy.linear.out_features < n_classes:
+        raise ValueError(f"the checkpoint has {deploy.linear.out_features} outputs but the folder {n_classes} classes")
+    train_eval = train.evaluate(train_form.to(device), val_loader, tcfg.amp_bf16) if train_form is not None else None
+    deploy_eval = train.evaluate(deploy.to(device), val_loader, tcfg.amp_bf16)
+    result = {
+        "kind": "pretrain",
+        "config": asdict(cfg),
+        "train_config": asdict(tcfg),
+        "checkpoint": str(source),
+        "checkpoint_form": form,
+        "test_accuracy_train_form": train_eval["accuracy"] if train_eval else None,
+        "test_accuracy": deploy_eval["accuracy"],
+        "test_loss": deploy_eval["loss"],
+        "test_images": deploy_eval["n"],
+        "napl": paths.napl(deploy.cpu(), _input_shape(cfg)),
+        "parameters_train_form": models.count_parameters(train_form) if train_form is not None else None,
+        "parameters_deploy": models.count_parameters(deploy),
+        "widths": models.repvgg_widths(cfg.arch, cfg.width_mult),
+        "history": history,
+        "wall_time_s": round(time.time() - start, 1),
+        "provenance": provenance(device),
+    }
+    if train.is_main_process():
+        train.save_checkpoint_atomic(out / "deploy.pt", {"model": deploy.cpu().state_dict(), "config": asdict(cfg)})
+        write_json_atomic(out / "result.json", result)
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+    _barrier()
+    return result
+
+
+# The fields that define a stored result: a finished stage is reused only when they are unchanged.
+_PRETRAIN_FIELDS = ("imagenet_dir", "checkpoint", "checkpoint_sha256", "arch", "width_mult", "image_size", "n_classes",
+                    "n_train_per_class", "n_val_per_class", "generated_folder", "batch_size", "pretrain_epochs",
+                    "pretrain_lr", "weight_decay")
+_POSTTRAIN_FIELDS = ("posttrain_epochs", "posttrain_lr", "posttrain_optimizer", "slope_lr_mult", "layer_scale",
+                     "freeze_tol")
+
+
+def _reuse(stored: dict, cfg: ImageNetConfig, fields: tuple[str, ...]) -> dict:
+    """Return a stored result if it was made with the same settings as `cfg`; otherwise say what differs."""
+    import json
+
+    old, new = stored.get("config", {}), json.loads(json.dumps(asdict(cfg)))  # tuples as the file holds them
+    differ = {f: (old.get(f), new[f]) for f in fields if old.get(f, new[f]) != new[f]}
+    if differ:
+        listing = ", ".join(f"{f}: stored {a!r} vs now {b!r}" for f, (a, b) in differ.items())
+        raise ValueError(f"{cfg.out_dir} holds a {stored.get('kind', 'result')} made with other settings ({listing}). "
+                         "Nothing was overwritten: choose another out_dir (OUT_DIR in the notebook) or delete that "
+                         "folder to start again.")
+    return stored
+
+
+def _load_deploy(cfg: ImageNetConfig) -> nn.Module:
+    state = torch.load(Path(cfg.out_dir) / "pretrain" / "deploy.pt", map_location="cpu", weights_only=True)["model"]
+    return start_network(state, cfg.arch, cfg.width_mult)[0]
+
+
+def post_train(cfg: ImageNetConfig, granularity: str, omega: float, seed: int, progress: bool = True) -> dict:
+    """Linearize the start network with one (granularity, ω, seed); write `<out_dir>/runs/<run_name>.json`.
+
+    Exactly `experiments.post_train` on ImageNet loaders: ReLU -> PReLU (slopes at 0), cross-entropy + ω·L0.5,
+    slopes within `freeze_tol` of 1 frozen after every step. Needs `pretrain(cfg)`. Skips a finished run; resumes an
+    interrupted one from its epoch checkpoint. Rank 0 writes.
+
+    Returns:
+        The result, with the keys of `experiments.post_train` (test_accuracy is top-1 on the val folder).
+    """
+    if granularity not in linearize.GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; choose one of {list(linearize.GRANULARITIES)}")
+    if not math.isfinite(omega) or omega < 0:
+        raise ValueError(f"omega must be a finite number >= 0, got {omega}")
+    runs = Path(cfg.out_dir) / "runs"
+    name = run_name(granularity, omega, seed)
+    if (runs / f"{name}.json").exists():
+        return _reuse(read_json(runs / f"{name}.json"), cfg, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
+    device, knobs = _context(cfg)
+    tcfg = cfg.train_config("posttrain", knobs)
+    config.seed_everything(seed)
+    shape = _input_shape(cfg)
+    net = linearize.to_prelu(_load_deploy(cfg), granularity, input_shape=shape).to(device)
+    train_loader, val_loader, _ = _loaders(cfg, seed, device, tcfg.channels_last)
+    frozen_log: list[int] = []
+
+    def penalty(model):
+        return omega * linearize.l05_penalty(model, layer_scale=cfg.layer_scale)
+
+    def freeze(model, optimizer):
+        frozen_log.append(linearize.freeze_near_linear(model, cfg.freeze_tol, optimizer))
+
+    start = time.time()
+    history = train.fit(net, train_loader, val_loader, tcfg, penalty=penalty, after_step=freeze,
+                        checkpoint=runs / f"{name}.ckpt.pt", progress=progress, desc=name)
+    net = net.cpu().eval()
+    prelus = linearize.prelu_modules(net)
+    result = {
+        "kind": "post_train",
+        "config": asdict(cfg),
+        "train_config": asdict(tcfg),
+        "granularity": granularity,
+        "omega": omega,
+        "seed": seed,
+        "test_accuracy": history["test"]["accuracy"],
+        "test_loss": history["test"]["loss"],
+        "diverged": history["diverged"],
+        "napl": paths.napl(net, shape),
+        "path_length_histogram": paths.path_length_distribution(net, shape).tolist(),
+        "nonlinear_fraction": linearize.nonlinear_fraction(net),
+        "slopes": linearize.count_slopes(net),
+        "frozen_slopes": int(sum(m.frozen.sum().item() for _, m in prelus)),
+        "linear_channels": int(sum((~m.nonlinear_mask()).sum().item() for _, m in prelus)),
+        "channels": int(sum(m.num_channels for _, m in prelus)),
+        "parameters": models.count_parameters(net),
+        "depth_after_merge": linearize.layer_counts(linearize.merge_linear(net)),
+        "history": history,
+        "wall_time_s": round(time.time() - start, 1),
+        "provenance": provenance(device),
+    }
+    if train.is_main_process():
+        if cfg.save_models:
+            train.save_checkpoint_atomic(runs / f"{name}.pt", {"model": net.state_dict(), "granularity": granularity})
+        write_json_atomic(runs / f"{name}.json", result)
+        (runs / f"{name}.ckpt.pt").unlink(missing_ok=True)
+    _barrier()
+    return result
+
+
+def sweep(cfg: ImageNetConfig, progress: bool = True) -> list[dict]:
+    """`pretrain`, then `post_train` every (granularity, ω, seed); `<out_dir>/summary.json` after every run.
+
+    Interrupt it and call it again: finished runs are read back, the unfinished one resumes from its last epoch.
+    """
+    from tqdm.auto import tqdm
+
+    baseline = pretrain(cfg, progress=progress)
+    grid = [(g, w, s) for g in cfg.granularities for w in cfg.omegas for s in cfg.seeds]
+    results = []
+    for g, w, s in tqdm(grid, desc="sweep", disable=not progress or None if train.is_main_process() else True):
+        results.append(post_train(cfg, g, w, s, progress=progress))
+        if train.is_main_process():
+            write_json_atomic(Path(cfg.out_dir) / "summary.json", summarize(results, baseline))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Launching and cost
+# ---------------------------------------------------------------------------------------------------------------------
+
+_FLAGS = {"imagenet_dir": "--imagenet-dir", "checkpoint": "--checkpoint", "checkpoint_sha256": "--checkpoint-sha256",
+          "out_dir": "--out", "omegas": "--omegas", "seeds": "--seeds", "granularities": "--granularities",
+          "num_workers": "--workers"}
+
+
+def cli_args(cfg: ImageNetConfig) -> list[str]:
+    """Command-line arguments that rebuild `cfg` in `main` (only what differs from the mode's profile)."""
+    import json
+
+    default = asdict(imagenet_config(cfg.mode, imagenet_dir=cfg.imagenet_dir))
+    args, extra = ["--mode", cfg.mode], []
+    for key, value in asdict(cfg).items():
+        if key == "mode" or value == default[key]:
+            continue
+        if key in _FLAGS:
+            args += [_FLAGS[key], *(str(v) for v in value)] if isinstance(value, (tuple, list)) else [
+                _FLAGS[key], str(value)]
+        else:
+            extra.append(f"{key}={json.dumps(list(value) if isinstance(value, tuple) else value)}")
+    if cfg.imagenet_dir and "--imagenet-dir" not in args:  # $IMAGENET_DIR may not reach other nodes
+        args += ["--imagenet-dir", cfg.imagenet_dir]
+    return args + (["--set", *extra] if extra else [])
+
+
+def torchrun_command(nproc_per_node: int, nnodes: int = 1, args: list[str] | None = None,
+                     rdzv_endpoint: str = "$MASTER_ADDR:29500", launcher: list[str] | None = None) -> list[str]:
+    """The torchrun command line for this protocol: `--standalone` on one node, a c10d rendezvous on several.
+
+    `launcher` replaces the word `torchrun`, e.g. `[sys.executable, "-m", "torch.distributed.run"]`.
+    """
+    nodes = (["--standalone"] if nnodes == 1 else
+             [f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}", "--rdzv-id=imagenet06"])
+    return [*(launcher or ["torchrun"]), *nodes, f"--nproc-per-node={nproc_per_node}", "-m", "course_lib.experiments",
+            "imagenet", *(args or [])]
+
+
+def run_command(command: list[str], env: dict | None = None) -> int:
+    """Run `command`, printing its output line by line as it comes (in a notebook too); returns the exit status."""
+    import subprocess
+
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env={**os.environ, **(env or {})}) as proc:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+    return proc.returncode
+
+
+def count_macs(model: nn.Module, image_size: int = 224) -> int:
+    """Multiply-accumulates of one forward pass on a (1, 3, size, size) image, from `FlopCounterMode` (FLOPs / 2).
+
+    RepVGG's paper reports these as "FLOPs": 5.12 G for A2 at 224 px.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    param = next(model.parameters())
+    was_training = model.training
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, 3, image_size, image_size, device=param.device, dtype=param.dtype))
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+@torch.no_grad()
+def measure_throughput(model: nn.Module, image_size: int = 224, batch_size: int = 8, steps: int = 3,
+                       device: torch.device | str = "cpu", amp_bf16: bool = False,
+                       channels_last: bool = False) -> float:
+    """Measured forward (inference) images per second of `model` on `device`, after one warm-up batch.
+
+    The model is moved to `device` (and to channels_last when asked) in place and left in eval mode.
+    """
+    device = torch.device(device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.eval().to(device, memory_format=layout)
+    x = torch.randn(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=layout)
+    with train.autocast(device, amp_bf16):
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+def estimate_cost(cfg: ImageNetConfig, forward_images_per_s: float, n_train: int = IMAGENET_TRAIN_IMAGES,
+                  n_val: int = 50_000) -> dict:
+    """Device hours of a sweep, estimated from a measured forward throughput.
+
+    Training an image costs about 3 forward passes (forward + backward); evaluation 1.
+
+    Returns:
+        {"runs", "train_images", "forward_equivalents", "hours"}: an estimate, not a measurement (data loading,
+        communication and the baseline evaluation are ignored).
+    """
+    runs = len(cfg.granularities) * len(cfg.omegas) * len(cfg.seeds)
+    train_images = n_train * cfg.posttrain_epochs * runs
+    forwards = 3 * train_images + n_val * runs
+    return {"runs": runs, "train_images": train_images, "forward_equivalents": forwards,
+            "hours": forwards / forward_images_per_s / 3600}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _parse_value(text: str):
+    """JSON first (so `1e-4` is a number, which YAML 1.1 reads as a string), then YAML (bare words, paths)."""
+    import json
+
+    import yaml
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.safe_load(text)
+
+
+def parse_args(argv: list[str]) -> tuple[ImageNetConfig, argparse.Namespace]:
+    """The config and options of a command line (see `main`); a bad setting exits with one clear message."""
+    parser = argparse.ArgumentParser(prog="python -m course_lib.experiments imagenet",
+                                     description="RepVGG-A2 channel- vs layer-wise linearization on ImageNet "
+                                                 "(course_lib.imagenet). Run it under torchrun for several GPUs.")
+    parser.add_argument("--mode", default="auto", help="auto|smoke|cpu|full")
+    parser.add_argument("--imagenet-dir", default=None, help=f"ImageFolder root (default ${ENV_IMAGENET_DIR})")
+    parser.add_argument("--checkpoint", default=None, help="RepVGG state dict: path or https url")
+    parser.add_argument("--checkpoint-sha256", default=None)
+    parser.add_argument("--out", default=None, help="output folder (default runs/06_imagenet_<mode>)")
+    parser.add_argument("--omegas", type=float, nargs="*", default=None)
+    parser.add_argument("--seeds", type=int, nargs="*", default=None)
+    parser.add_argument("--granularities", nargs="*", default=None, help="channel and/or layer")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers per process")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other ImageNetConfig fields")
+    parser.add_argument("--one-run", default=None, metavar="GRANULARITY:OMEGA:SEED",
+                        help="only the baseline (if needed) and this one post-training run")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        bad = [item for item in args.set if "=" not in item]
+        if bad:
+            raise ValueError(f"--set expects KEY=VALUE, got {bad}")
+        overrides = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+        cfg = imagenet_config(args.mode, imagenet_dir=args.imagenet_dir, checkpoint=args.checkpoint,
+                              checkpoint_sha256=args.checkpoint_sha256, omegas=args.omegas, seeds=args.seeds,
+                              granularities=args.granularities, num_workers=args.workers, out_dir=args.out,
+                              **overrides)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return cfg, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m course_lib.experiments imagenet [options]` (also under torchrun); see `--help`."""
+    import sys
+
+    cfg, args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    progress = not args.no_progress
+    if args.one_run:
+        granularity, omega, seed = args.one_run.split(":")
+        pretrain(cfg, progress=progress)
+        results = [post_train(cfg, granularity, float(omega), int(seed), progress=progress)]
+    else:
+        results = sweep(cfg, progress=progress)
+    if train.is_main_process():
+        for r in results:
+            print(f"{run_name(r['granularity'], r['omega'], r['seed'])}: top-1 {r['test_accuracy']:.4f}, "
+                  f"NAPL {r['napl']:.2f}, {r['history']['test']['n']} val images")
+        print(f"results in {cfg.out_dir}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
