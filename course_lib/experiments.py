@@ -38,11 +38,13 @@ from pathlib import Path
 import torch
 
 from . import config, data, linearize, models, paths, train
-from .results import provenance, read_json, write_json_atomic
+from .results import git_commit, provenance, read_json, write_json_atomic
 
 __all__ = ["ExperimentConfig", "PROFILES", "RESNET56_PROFILES", "cifar_config", "pretrain", "post_train", "sweep",
            "summarize", "run_name", "load_results", "load_post_trained", "export_reference", "matched_pair",
            "mean_gap", "verdict", "main"]
+
+git_commit()  # fix the recorded commit to the code imported now (results.git_commit is cached)
 
 DATASETS = ("cifar10", "cifar100")
 NETWORKS = ("repvgg", "resnet56", "resnet20")  # the plain RepVGG-style net, or a pretrained CIFAR ResNet

@@ -6,6 +6,7 @@ never leaves half a file) and stamps them with `provenance()`: git commit, libra
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -48,8 +49,13 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+@functools.cache  # read once per process: the commit of the code this process imported (see experiments)
 def git_commit() -> str | None:
-    """The commit of the course repository (with `+dirty` for uncommitted changes), or None outside a clone."""
+    """The commit of the course repository (with `+dirty` for uncommitted changes), or None outside a clone.
+
+    Cached: the first call fixes it for the process, so a long sweep records the code it started with, not
+    whatever the clone holds when a result is written. `course_lib.experiments` calls it at import.
+    """
     root = Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
