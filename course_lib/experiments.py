@@ -501,8 +501,8 @@ def verdict(summary: dict) -> str:
     """A plain-language reading of a summary: NAPL reached, the gaps at matched NAPL, and how they compare with the
     paper's claim (channel-wise better at low NAPL). Every number comes from `summary`."""
     lines = []
+    network = (summary.get("config") or {}).get("network", "repvgg")
     if summary.get("baseline"):
-        network = (summary.get("config") or {}).get("network", "repvgg")
         name = "plain net" if network == "repvgg" else network
         lines.append(f"Unlinearized {name}: accuracy {summary['baseline']['test_accuracy']:.4f} at NAPL "
                      f"{summary['baseline']['napl']:.4g}.")
@@ -533,7 +533,13 @@ def verdict(summary: dict) -> str:
                      f"{sum(g['gap'] > 0 for g in informative)}, clearly (gap larger than the two seed stds "
                      f"together) at {len(clear)}, clearly behind at {len(worse)}; the largest gap is "
                      f"{100 * best['gap']:+.2f} points at NAPL {best['napl']:.2f}.")
-        if clear and not worse:
+        if network != "repvgg":  # the ablation: from a ResNet the paper expects the gap to nearly vanish (NAPL > 4)
+            if not clear and not worse:
+                lines.append("From a ResNet the paper expects the gap to nearly vanish above NAPL 4: it does here.")
+            else:
+                lines.append(f"From a ResNet the paper expects the gap to nearly vanish above NAPL 4: here it does "
+                             f"not ({len(clear)} point(s) clearly ahead, {len(worse)} clearly behind).")
+        elif clear and not worse:
             lines.append("This agrees with the paper: the variable-depth (channel-wise) networks generalise better "
                          "at matched NAPL.")
         elif worse and not clear:

@@ -49,8 +49,10 @@ def test_ablation_rule_compares_the_resnet_gap_with_the_plain_gap():
     plain = _evidence(_summary([(16.0, 0.01), (7.0, 0.03), (2.0, 0.04)]))
     vanishing = _evidence(_summary([(30.0, 0.001), (10.0, -0.001), (3.0, 0.03)], top=41.5), network="resnet56")
     smaller_but_clear = _evidence(_summary([(30.0, 0.01), (10.0, 0.01)], top=41.5), network="resnet56")
+    reversed_gap = _evidence(_summary([(30.0, -0.05), (10.0, -0.02)], top=41.5), network="resnet56")
     larger = _evidence(_summary([(30.0, 0.05), (10.0, 0.06)], top=41.5), network="resnet56")
-    for resnet, verdict in [(vanishing, "reproduced"), (smaller_but_clear, "partly"), (larger, "not reproduced")]:
+    for resnet, verdict in [(vanishing, "reproduced"), (smaller_but_clear, "partly"), (reversed_gap, "partly"),
+                            (larger, "not reproduced")]:
         assert _finding(claims.assess([plain, resnet]), "From ResNet-56").verdict == verdict
 
 
