@@ -115,9 +115,10 @@ PROFILES: dict[str, dict] = {
 # within 16 steps even with ω = 0; at 1e-4 it keeps its accuracy) and slopes at 1e-2 as in notebook 04 (x100).
 # `cpu` fits about 45 min on 2 idle CPU cores (a training step of ResNet-56 costs ~6x one of the A0/8 plain net), hence a
 # 15k-image training subset and 1 post-training epoch with slopes at 4e-2 (under the cosine schedule a slope moves
-# at most about half of lr x steps: 2.4 here); smoke moves slopes at 0.2 so that some freeze in its 16 steps.
+# at most about half of lr x steps: 2.4 here); smoke moves slopes at 0.2 so that some freeze in its 32 steps of
+# batch 64 (64, not 128, keeps the notebook under Binder's memory: ResNet-56 activations of a batch of 128 take ~0.6 GB).
 RESNET56_PROFILES: dict[str, dict] = {
-    "smoke": dict(network="resnet56", n_train=2048, n_test=500, pretrain_epochs=0, posttrain_epochs=1,
+    "smoke": dict(network="resnet56", n_train=2048, n_test=500, batch_size=64, pretrain_epochs=0, posttrain_epochs=1,
                   posttrain_lr=1e-4, slope_lr_mult=2000.0, omegas=(0.01, 0.1), seeds=(0,),
                   out_dir="runs/05_resnet56"),
     "cpu": dict(network="resnet56", n_train=15360, pretrain_epochs=1, pretrain_lr=0.01, posttrain_epochs=1,
