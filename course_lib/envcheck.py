@@ -1,16 +1,28 @@
-"""The classroom environment check behind notebook 00_setup: versions, `dot`, widgets, device, memory, data.
+"""The classroom environment check behind notebook 00_setup: where we run, versions, `dot`, widgets, device, CPU
+quota, memory, data and checkpoints.
 
 `check_environment()` returns one row per item with a status (`ok`, `warn`, `missing`) and, when something is
-wrong, how to fix it. Nothing here raises: the point is to tell a learner everything at once.
+wrong, how to fix it. Nothing here raises and nothing is downloaded: the point is to tell a learner everything at
+once. Containers (Binder, Docker, CI) are judged by their cgroup limits, not by the host's memory and cores, which
+`psutil` and `os.cpu_count()` report.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import platform
 import shutil
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Check", "check_environment", "format_checks", "REQUIRED_PACKAGES"]
+__all__ = ["Check", "check_environment", "format_checks", "REQUIRED_PACKAGES", "SMOKE_MEMORY_GB", "where",
+           "cgroup_memory", "cgroup_cpus"]
+
+MIN_PYTHON = (3, 10)
+SMOKE_MEMORY_GB = 1.5  # the largest smoke-mode notebook stays below this (tests/test_memory.py)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 # package import name -> (minimum version, what needs it)
 REQUIRED_PACKAGES = {
@@ -24,6 +36,9 @@ REQUIRED_PACKAGES = {
     "yaml": ("6.0", "papermill profiles"),
     "psutil": ("5.9", "memory checks"),
 }
+# On Colab the course keeps Colab's own packages (the install cell uses --no-deps); its ipywidgets 7 has the
+# sliders the course uses and Colab ships the frontend for it.
+_COLAB_MINIMUM = {"ipywidgets": "7.6"}
 
 
 @dataclass(frozen=True)
@@ -42,14 +57,44 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _package_checks() -> list[Check]:
+def where() -> str:
+    """`colab`, `binder` or `local`."""
+    from .config import in_binder, in_colab
+
+    return "colab" if in_colab() else "binder" if in_binder() else "local"
+
+
+def _install_hint(place: str) -> str:
+    return {"colab": "run the notebook's first cell (the Colab install cell), then Runtime > Restart session",
+            "binder": "the Binder image lacks it: relaunch from the README badge (a release tag), or pip install it",
+            "local": "pip install -c constraints.txt -e . (or: make lab)"}[place]
+
+
+def _where_check(place: str) -> Check:
+    notes = {"colab": "Google Colab: Colab's own torch and numpy are used; Drive is never mounted",
+             "binder": "mybinder.org: CPU only, 1-2 GB RAM, smoke mode; the session ends after ~10 min idle and "
+                       "nothing you change is kept (File > Download what you want to keep)",
+             "local": f"local machine ({platform.system()} {platform.machine()})"}
+    return Check("running on", "ok", notes[place])
+
+
+def _python_check() -> Check:
+    version = platform.python_version()
+    if sys.version_info[:2] >= MIN_PYTHON:
+        return Check("python", "ok", version)
+    return Check("python", "missing", f"{version}; the course needs >= {'.'.join(map(str, MIN_PYTHON))}",
+                 "use a newer Python (conda env create -f environment.yml gives 3.11)")
+
+
+def _package_checks(place: str) -> list[Check]:
     rows = []
     for name, (minimum, used_by) in REQUIRED_PACKAGES.items():
+        if place == "colab":
+            minimum = _COLAB_MINIMUM.get(name, minimum)
         try:
             module = importlib.import_module(name)
         except ImportError:
-            rows.append(Check(name, "missing", f"not installed (needed for {used_by})",
-                              "pip install -e . (or: make lab)"))
+            rows.append(Check(name, "missing", f"not installed (needed for {used_by})", _install_hint(place)))
             continue
         version = getattr(module, "__version__", "?")
         ok = version == "?" or _version_tuple(version) >= _version_tuple(minimum)
@@ -58,22 +103,74 @@ def _package_checks() -> list[Check]:
     return rows
 
 
-def _dot_check() -> Check:
+def _dot_check(place: str) -> Check:
     path = shutil.which("dot")
     if path:
         return Check("graphviz dot", "ok", path)
-    return Check("graphviz dot", "warn", "the 'dot' binary is missing; diagrams use a matplotlib fallback",
-                 "apt install graphviz | brew install graphviz | conda install -c conda-forge graphviz")
+    fix = ("!apt-get install -y graphviz" if place == "colab" else
+           "apt install graphviz | brew install graphviz | conda install -c conda-forge graphviz")
+    return Check("graphviz dot", "warn", "the 'dot' binary is missing; diagrams use a matplotlib fallback", fix)
 
 
-def _widget_check() -> Check:
+def _widget_check(place: str) -> Check:
+    """ipywidgets needs the frontend of its own major version: 8 with jupyterlab_widgets 3, 7 with 1."""
+    from .viz import ENV_WIDGETS
+
+    forced = os.environ.get(ENV_WIDGETS, "").strip()
+    if forced == "0":
+        return Check("widget frontend", "ok", f"${ENV_WIDGETS}=0: every widget is drawn as one static figure")
+    if forced != "1" and os.environ.get("COURSE_RUN_MODE", "").strip():
+        return Check("widget frontend", "ok", f"static figures: $COURSE_RUN_MODE is set, which marks a headless run "
+                                              f"(export {ENV_WIDGETS}=1 for live sliders)")
     try:
         import ipywidgets
-        import jupyterlab_widgets  # noqa: F401  the JupyterLab frontend of ipywidgets 8
     except ImportError:
-        return Check("widget frontend", "warn", "jupyterlab_widgets not found; sliders show one static figure",
-                     "pip install 'ipywidgets>=8' (it brings jupyterlab_widgets); in Colab widgets work as is")
-    return Check("widget frontend", "ok", f"ipywidgets {ipywidgets.__version__} with jupyterlab_widgets")
+        return Check("widget frontend", "warn", "ipywidgets missing; sliders show one static figure",
+                     _install_hint(place))
+    if place == "colab":
+        return Check("widget frontend", "ok", f"ipywidgets {ipywidgets.__version__} with Colab's own frontend")
+    try:
+        import jupyterlab_widgets
+    except ImportError:
+        return Check("widget frontend", "warn",
+                     f"ipywidgets {ipywidgets.__version__} but no jupyterlab_widgets: in JupyterLab the sliders "
+                     "show as text", "pip install -c constraints.txt jupyterlab_widgets, then reload the page")
+    wanted = {8: 3, 7: 1}.get(_version_tuple(ipywidgets.__version__)[0])
+    have = _version_tuple(getattr(jupyterlab_widgets, "__version__", "0"))[0]
+    detail = f"ipywidgets {ipywidgets.__version__} with jupyterlab_widgets {getattr(jupyterlab_widgets, '__version__', '?')}"
+    if wanted is not None and have != wanted:
+        return Check("widget frontend", "warn", detail + f" (ipywidgets {ipywidgets.__version__[0]} needs "
+                     f"jupyterlab_widgets {wanted}.x)", "pip install -c constraints.txt ipywidgets jupyterlab_widgets")
+    return Check("widget frontend", "ok", detail)
+
+
+def cgroup_memory(root: Path = CGROUP_ROOT) -> tuple[int, int] | None:
+    """(limit, usage) in bytes of this container's memory cgroup (v2, else v1); None when there is no limit."""
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (root / limit_file).read_text().strip()
+            usage = int((root / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # "max" (v2) or a huge number (v1) means unlimited
+            return int(limit), usage
+    return None
+
+
+def cgroup_cpus(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU quota of this container in cores (cgroup v2, else v1); None when there is none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if not quota.lstrip("-").isdigit() or int(quota) <= 0 or not period.isdigit() or int(period) == 0:
+        return None
+    return int(quota) / int(period)
 
 
 def _device_check() -> Check:
@@ -83,44 +180,83 @@ def _device_check() -> Check:
 
     device = select_device()
     if device.type == "cuda":
-        return Check("device", "ok", f"CUDA: {torch.cuda.get_device_name(0)}")
-    detail = f"{device} ({torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()})"
+        return Check("device", "ok", f"CUDA: {torch.cuda.get_device_name(0)}; full mode runs here")
+    detail = f"{device} (native bf16: {cpu_has_native_bf16()})"
     return Check("device", "ok", detail + "; smoke and cpu modes run here, full mode wants a GPU")
 
 
-def _memory_check() -> Check:
+def _cpu_check() -> Check:
+    import torch
+
+    threads, quota = torch.get_num_threads(), cgroup_cpus()
+    detail = f"{os.cpu_count()} cores visible, torch uses {threads} threads"
+    if quota is None:
+        return Check("cpu threads", "ok", detail)
+    detail += f", container quota {quota:g} cores"
+    allowed = max(1, int(-(-quota // 1)))
+    if threads > allowed:
+        return Check("cpu threads", "warn", detail + ": more threads than the quota makes every step slower",
+                     f"torch.set_num_threads({allowed}) at the top of the notebook, or export OMP_NUM_THREADS={allowed}")
+    return Check("cpu threads", "ok", detail)
+
+
+def _memory_check(place: str) -> Check:
     try:
         import psutil
     except ImportError:
         return Check("memory", "warn", "psutil missing, cannot measure", "pip install psutil")
-    available = psutil.virtual_memory().available / 2**30
-    status = "ok" if available >= 1.5 else "warn"
-    return Check("memory", status, f"{available:.1f} GiB available",
-                 "" if status == "ok" else "smoke mode needs about 1.5 GB; close other notebooks")
+    available = psutil.virtual_memory().available
+    detail = f"{available / 2**30:.1f} GiB available"
+    limits = cgroup_memory()
+    if limits is not None:
+        limit, usage = limits
+        available = min(available, limit - usage)
+        detail = f"{available / 2**30:.1f} GiB available (container limit {limit / 2**30:.1f} GiB)"
+    ok = available / 1e9 >= SMOKE_MEMORY_GB
+    fix = "" if ok else (f"smoke mode needs about {SMOKE_MEMORY_GB} GB: shut down other kernels (Running Terminals "
+                         "and Kernels tab) or restart this one" + ("; Binder cannot give more" if place == "binder"
+                                                                     else ""))
+    return Check("memory", "ok" if ok else "warn", detail, fix)
 
 
 def _data_checks() -> list[Check]:
     from . import data
 
     rows = [Check("data folders", "ok", " -> ".join(str(d) for d in data.search_dirs()))]
-    for name in ("cifar10", "cifar100"):
+    download_dir = data._download_dir()
+    free_gb = shutil.disk_usage(download_dir if download_dir.exists() else Path.home()).free / 1e9
+    for name, when in (("cifar10", "first use"), ("cifar100", "first use with DATASET='cifar100'")):
         found = data.locate_cifar(name)
         if found:
             rows.append(Check(name, "ok", f"found: {found}"))
         else:
-            rows.append(Check(name, "warn", "not found locally; torchvision downloads it on first use (~170 MB)",
-                              f"offline? set {data.ENV_DATA_DIR} to a folder with the files"))
+            rows.append(Check(name, "warn", f"not found locally; torchvision downloads it on {when} (170 MB into "
+                                            f"{download_dir}, {free_gb:.1f} GB free)",
+                              f"offline or slow network? set {data.ENV_DATA_DIR} to a folder with the files"))
+    for relpath, entry in data.registry().items():
+        if not relpath.startswith("pretrained/"):
+            continue
+        name = Path(relpath).name
+        found = next((d / rel for d in data.search_dirs() for rel in (relpath, name) if (d / rel).is_file()), None)
+        if found:
+            rows.append(Check(name, "ok", f"found: {found}"))
+        else:
+            rows.append(Check(name, "warn", f"not found locally; downloaded and sha256-checked on first use "
+                                            f"({entry.get('size', 0) / 1e6:.1f} MB)",
+                              f"offline? copy it into {download_dir / 'pretrained'} or {data.ENV_DATA_DIR}"))
     return rows
 
 
 def check_environment() -> list[Check]:
     """Every check a classroom needs, in the order notebook 00 shows them."""
-    return [*_package_checks(), _dot_check(), _widget_check(), _device_check(), _memory_check(), *_data_checks()]
+    place = where()
+    return [_where_check(place), _python_check(), *_package_checks(place), _dot_check(place), _widget_check(place),
+            _device_check(), _cpu_check(), _memory_check(place), *_data_checks()]
 
 
 def format_checks(checks: list[Check]) -> str:
     """A fixed-width table of the checks, with the fixes underneath."""
     marks = {"ok": "ok  ", "warn": "WARN", "missing": "MISS"}
-    lines = [f"{marks[c.status]}  {c.item:<16} {c.detail}" for c in checks]
+    lines = [f"{marks[c.status]}  {c.item:<22} {c.detail}" for c in checks]
     fixes = [f"  - {c.item}: {c.fix}" for c in checks if c.fix]
     return "\n".join(lines + (["", "How to fix:"] + fixes if fixes else []))

@@ -62,6 +62,7 @@ class ExperimentConfig:
     n_train: int | None = None  # training images used (None: all 50,000)
     n_test: int | None = None  # test images used (None: all 10,000)
     batch_size: int = 128  # images per step, both stages
+    eval_batch_size: int = 1000  # images per evaluation step (a systems setting: same result, less memory when small)
     pretrain_epochs: int = 200  # pre-training epochs (chenyaofo's CIFAR RepVGG recipe uses 200); fine-tune for ResNets
     pretrain_lr: float = 0.1  # peak learning rate of pre-training (cosine to 0)
     posttrain_epochs: int = 60  # post-training epochs (paper: 60 on CIFAR-100)
@@ -116,9 +117,10 @@ PROFILES: dict[str, dict] = {
 # `cpu` fits about 45 min on 2 idle CPU cores (a training step of ResNet-56 costs ~6x one of the A0/8 plain net), hence a
 # 15k-image training subset and 1 post-training epoch with slopes at 4e-2 (under the cosine schedule a slope moves
 # at most about half of lr x steps: 2.4 here); smoke moves slopes at 0.2 so that some freeze in its 32 steps of
-# batch 64 (64, not 128, keeps the notebook under Binder's memory: ResNet-56 activations of a batch of 128 take ~0.6 GB).
+# batch 32 (small batches keep notebook 05 under Binder's 1.5 GB: ResNet-56 activations of a batch of 128 take ~0.6 GB).
 RESNET56_PROFILES: dict[str, dict] = {
-    "smoke": dict(network="resnet56", n_train=2048, n_test=500, batch_size=64, pretrain_epochs=0, posttrain_epochs=1,
+    "smoke": dict(network="resnet56", n_train=1024, n_test=500, batch_size=32, eval_batch_size=100,
+                  pretrain_epochs=0, posttrain_epochs=1,
                   posttrain_lr=1e-4, slope_lr_mult=2000.0, omegas=(0.01, 0.1), seeds=(0,),
                   out_dir="runs/05_resnet56"),
     "cpu": dict(network="resnet56", n_train=15360, pretrain_epochs=1, pretrain_lr=0.01, posttrain_epochs=1,
@@ -190,7 +192,7 @@ def _loaders(cfg: ExperimentConfig, seed: int, device: torch.device, channels_la
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
     common = dict(device=device, channels_last=channels_last, rank=rank, world_size=world)
     return (data.CifarLoader(train_x, train_y, cfg.batch_size // world, train=True, seed=seed, **common),
-            data.CifarLoader(test_x, test_y, 1000, train=False, **common))
+            data.CifarLoader(test_x, test_y, cfg.eval_batch_size, train=False, **common))
 
 
 def _num_classes(cfg: ExperimentConfig) -> int:

@@ -8,6 +8,14 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config):
+    # A plugin object, not a conftest hook, so that it also sees the notebooks/ items of `pytest tests notebooks`.
+    import nb_memory
+
+    if not config.pluginmanager.has_plugin(nb_memory.PLUGIN_NAME):
+        config.pluginmanager.register(nb_memory.NotebookMemory(), nb_memory.PLUGIN_NAME)
+
+
 def _shared_data() -> Path | None:
     env = os.environ.get("COURSE_DATA_DIR")
     for candidate in ([Path(env)] if env else []) + [Path(__file__).resolve().parents[2] / "shared" / "data"]:
