@@ -30,6 +30,11 @@ test: $(STAMP) dot
 reproduce: $(STAMP) dot
 	$(BIN)/python -m course_lib.reproduce --mode $(MODE) --out runs
 
+# Training/eval throughput of the course's loop against a textbook PyTorch loop, side by side (1-2 minutes on
+# 2 CPU cores; the first run on a machine also compiles, when compile is chosen). Options: make bench ARGS="--quick".
+bench: $(STAMP)
+	$(BIN)/python -m course_lib.bench --out runs/bench/bench.json $(ARGS)
+
 lab: $(STAMP) dot
 	$(BIN)/jupyter lab notebooks/
 

@@ -9,6 +9,7 @@ hardware has native bf16, channels_last, torch.compile) for a device. Taught in 
 from __future__ import annotations
 
 import os
+import platform
 import random
 import time
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 
 __all__ = ["MODES", "ENV_RUN_MODE", "resolve_mode", "select_device", "seed_everything", "SystemKnobs",
-           "system_knobs", "cpu_has_native_bf16", "environment_info", "banner", "in_colab", "in_binder"]
+           "system_knobs", "CPU_COMPILE_MIN_STEPS", "cpu_has_native_bf16", "environment_info", "banner", "in_colab",
+           "in_binder"]
 
 MODES = ("auto", "smoke", "cpu", "full")
 ENV_RUN_MODE = "COURSE_RUN_MODE"
@@ -89,14 +91,48 @@ class SystemKnobs:
     num_threads: int  # intra-op CPU threads
 
 
-def system_knobs(device: torch.device | str) -> SystemKnobs:
-    """The knobs that pay off on `device`: everything on CUDA, bf16 on CPUs with native bf16 only."""
+# Measured with `make bench` and single-loop probes on a 2-vCPU AMD EPYC (Zen 4, avx512_bf16), torch 2.14, 2
+# threads, batch 128, channel-wise PReLU nets (plain A0/8 of notebook 04, ResNet-20), eager training step:
+#   plain A0/8: fp32 NCHW 1087 img/s, fp32 channels_last 1963, bf16 NCHW 1353, bf16 channels_last 2344;
+#   ResNet-20:  fp32 NCHW  241 img/s, fp32 channels_last  438, bf16 NCHW  532, bf16 channels_last  499.
+# channels_last pays on its own (1.8x in fp32), so it is on for every x86 CPU; bf16 only where it is native.
+# torch.compile (bf16, channels_last) adds 1.2x (plain, 53.5 -> 45.7 ms/step) to 1.7x (ResNet-20, 229 -> 133
+# ms/step) in the course loop, but compiling a new graph takes 31-35 s on a cold inductor cache (4-7 s warm):
+# break-even after about 4,000 (plain) or 400 (ResNet-20) steps cold, 550 or 70 warm. A `smoke` run of 32-64
+# steps, a Binder session with a fresh cache or a laptop without a C++ compiler would lose, so on the CPU compile
+# is chosen only for runs of at least this many steps (the `cpu` profile's pre-training has 5,850).
+CPU_COMPILE_MIN_STEPS = 2000
+
+
+def _has_cxx_compiler() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++"))
+
+
+def system_knobs(device: torch.device | str, steps: int | None = None) -> SystemKnobs:
+    """The knobs that pay off on `device`; none of them changes the model, the batch or the optimiser.
+
+    CUDA: bf16 autocast (where supported), channels_last and torch.compile. CPU: channels_last on x86 (oneDNN's
+    convolutions prefer NHWC), bf16 autocast only with native bf16 (AVX-512 BF16 or AMX; on AVX2 bf16 is emulated
+    and slower than fp32), torch.compile only when the caller says the run has at least `CPU_COMPILE_MIN_STEPS`
+    optimisation `steps` and a C++ compiler exists (inductor needs one). The thread count is torch's default (one
+    per core), recorded as it is. The measurements behind each choice are in the comment above.
+
+    Args:
+        device: where the run trains.
+        steps: optimisation steps the run will take, if known (None: unknown, so no compile on the CPU).
+    """
     device = torch.device(device)
+    threads = torch.get_num_threads()
     if device.type == "cuda":
         return SystemKnobs(amp_bf16=torch.cuda.is_bf16_supported(), channels_last=True, compile=True,
-                           num_threads=torch.get_num_threads())
-    native = device.type == "cpu" and cpu_has_native_bf16()
-    return SystemKnobs(amp_bf16=native, channels_last=native, compile=False, num_threads=torch.get_num_threads())
+                           num_threads=threads)
+    cpu = device.type == "cpu"
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+    compile_pays = cpu and steps is not None and steps >= CPU_COMPILE_MIN_STEPS and _has_cxx_compiler()
+    return SystemKnobs(amp_bf16=cpu and cpu_has_native_bf16(), channels_last=cpu and x86, compile=compile_pays,
+                       num_threads=threads)
 
 
 def in_colab() -> bool:

@@ -199,11 +199,15 @@ def _num_classes(cfg: ExperimentConfig) -> int:
     return 10 if cfg.dataset == "cifar10" else 100
 
 
-def _context(cfg: ExperimentConfig) -> tuple[torch.device, config.SystemKnobs]:
+def _context(cfg: ExperimentConfig, stage: str) -> tuple[torch.device, config.SystemKnobs]:
+    """The device and the system knobs of a stage; the knobs know the stage's number of steps (compile on the CPU
+    pays only for long runs, see `config.system_knobs`)."""
     device = config.select_device(cfg.device)
     if device.type == "cuda" and train.init_distributed()[1] > 1:
         device = torch.device("cuda", torch.cuda.current_device())
-    return device, config.system_knobs(device)
+    epochs = cfg.pretrain_epochs if stage == "pretrain" else cfg.posttrain_epochs
+    steps = epochs * ((cfg.n_train or 50_000) // cfg.batch_size)
+    return device, config.system_knobs(device, steps=steps)
 
 
 # The fields that define a stored result: a finished stage is reused only when they are unchanged.
@@ -242,7 +246,7 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     out = Path(cfg.out_dir) / "pretrain"
     if (out / "result.json").exists():
         return _reuse(read_json(out / "result.json"), cfg, _PRETRAIN_FIELDS)
-    device, knobs = _context(cfg)
+    device, knobs = _context(cfg, "pretrain")
     tcfg = cfg.train_config("pretrain", knobs)
     config.seed_everything(cfg.pretrain_seed)
     resnet = cfg.network != "repvgg"
@@ -314,7 +318,7 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
     name = run_name(granularity, omega, seed)
     if (runs / f"{name}.json").exists():
         return _reuse(read_json(runs / f"{name}.json"), cfg, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
-    device, knobs = _context(cfg)
+    device, knobs = _context(cfg, "posttrain")
     tcfg = cfg.train_config("posttrain", knobs)
     config.seed_everything(seed)
     net = linearize.to_prelu(_load_deploy(cfg, device), granularity)

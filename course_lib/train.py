@@ -15,9 +15,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -46,6 +46,7 @@ class TrainConfig:
     amp_bf16: bool = False  # bf16 autocast (only where native: CUDA, CPUs with AVX-512 BF16/AMX)
     channels_last: bool = False  # NHWC memory format
     compile: bool = False  # torch.compile the model
+    compile_mode: str | None = None  # torch.compile mode: None is its default; e.g. "max-autotune-no-cudagraphs"
 
 
 def param_groups(model: nn.Module, weight_decay: float, lr: float = 0.1, scale_slopes: bool = True,
@@ -170,6 +171,18 @@ def save_checkpoint_atomic(path: Path, state: dict) -> None:
 # The loop
 # ---------------------------------------------------------------------------------------------------------------------
 
+_CHECK_EVERY = 25  # steps between two reads of the loss sums (host syncs) inside an epoch
+
+
+def _record_if_finite(sums: torch.Tensor, finite: list[float]) -> bool:
+    """Copy the device sums (loss, penalty) into `finite` and return True if they are finite; else leave it."""
+    values = sums.tolist()  # the one host sync
+    if not all(math.isfinite(v) for v in values):
+        return False
+    finite[:] = values
+    return True
+
+
 def fit(
     model: nn.Module,
     train_loader: CifarLoader,
@@ -198,7 +211,8 @@ def fit(
     Returns:
         {"epochs": [{"epoch", "train_loss", "penalty", "lr", "time_s"}, ...], "test": {...} or None,
          "train_time_s": seconds of training, "resumed_from_epoch": int, "diverged": True if the loss became
-         non-finite (training stopped at that step)}
+         non-finite (training stopped within `_CHECK_EVERY` steps of it; losses are read from the device only
+         that often, so a GPU is not made to wait every step)}
     """
     from tqdm.auto import tqdm
 
@@ -223,21 +237,25 @@ def fit(
     ddp = dist.is_initialized()
     net = nn.parallel.DistributedDataParallel(model) if ddp else model
     if cfg.compile:
-        net = torch.compile(net)
+        net = torch.compile(net, mode=cfg.compile_mode)
     net.train()
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.set_epoch(epoch)
         start = time.time()
-        loss_sum = penalty_sum = 0.0
+        # Sums stay on the device: reading a loss (`.item()`) waits for the GPU, so we read them only every
+        # _CHECK_EVERY steps and at the end of the epoch. A non-finite loss makes the sum non-finite, so a diverged
+        # run still stops (at most _CHECK_EVERY - 1 steps later, when its weights are already non-finite).
+        sums = torch.zeros(2, device=device)  # (loss, penalty) summed over this epoch's steps
+        finite = [0.0, 0.0]  # the sums at the last check that found them finite
         bar = tqdm(train_loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress or None if is_main_process() else True, mininterval=2.0)
-        for x, y in bar:
+        for step, (x, y) in enumerate(bar, 1):
             with autocast(device, cfg.amp_bf16):
                 logits = net(x)
             loss = F.cross_entropy(logits.float(), y)
             if penalty is not None:
                 extra = penalty(model)
-                penalty_sum += extra.item()
+                sums[1] += extra.detach()
                 loss = loss + extra
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -245,14 +263,16 @@ def fit(
             scheduler.step()
             if after_step is not None:
                 after_step(model, optimizer)
-            if not math.isfinite(loss.item()):  # a diverged run stops here and says so in its history
-                history["diverged"] = True
+            sums[0] += loss.detach()
+            if step % _CHECK_EVERY == 0 and not _record_if_finite(sums, finite):
+                history["diverged"] = True  # a diverged run stops here and says so in its history
                 break
-            loss_sum += loss.item()
+        if not history["diverged"] and not _record_if_finite(sums, finite):
+            history["diverged"] = True
         history["epochs"].append({
             "epoch": epoch + 1,
-            "train_loss": loss_sum / steps_per_epoch,
-            "penalty": penalty_sum / steps_per_epoch,
+            "train_loss": finite[0] / steps_per_epoch,
+            "penalty": finite[1] / steps_per_epoch,
             "lr": scheduler.get_last_lr()[0],
             "time_s": round(time.time() - start, 2),
         })
