@@ -42,7 +42,7 @@ from .results import git_commit, provenance, read_json, write_json_atomic
 
 __all__ = ["ExperimentConfig", "PROFILES", "RESNET56_PROFILES", "cifar_config", "pretrain", "post_train", "sweep",
            "summarize", "run_name", "load_results", "load_post_trained", "export_reference", "matched_pair",
-           "mean_gap", "verdict", "main"]
+           "mean_gap", "verdict", "main", "linearize_and_record", "reuse_if_same", "wait_for_rank0"]
 
 git_commit()  # fix the recorded commit to the code imported now (results.git_commit is cached)
 
@@ -217,9 +217,12 @@ _POSTTRAIN_FIELDS = ("posttrain_epochs", "posttrain_lr", "posttrain_optimizer", 
                      "freeze_tol")
 
 
-def _reuse(stored: dict, cfg: ExperimentConfig, fields: tuple[str, ...]) -> dict:
-    """Return a stored result if it was made with the same settings as `cfg`; otherwise say what differs."""
-    old, new = stored.get("config", {}), asdict(cfg)
+def reuse_if_same(stored: dict, cfg, fields: tuple[str, ...]) -> dict:
+    """Return a stored result if it was made with the same `fields` as `cfg` (a config dataclass); otherwise raise
+    one error that says what differs, overwriting nothing. Used by every protocol (CIFAR and ImageNet)."""
+    import json
+
+    old, new = stored.get("config", {}), json.loads(json.dumps(asdict(cfg)))  # tuples as the file holds them
     differ = {f: (old.get(f), new[f]) for f in fields if old.get(f, new[f]) != new[f]}
     if differ:
         listing = ", ".join(f"{f}: stored {a!r} vs now {b!r}" for f, (a, b) in differ.items())
@@ -245,7 +248,7 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """
     out = Path(cfg.out_dir) / "pretrain"
     if (out / "result.json").exists():
-        return _reuse(read_json(out / "result.json"), cfg, _PRETRAIN_FIELDS)
+        return reuse_if_same(read_json(out / "result.json"), cfg, _PRETRAIN_FIELDS)
     device, knobs = _context(cfg, "pretrain")
     tcfg = cfg.train_config("pretrain", knobs)
     config.seed_everything(cfg.pretrain_seed)
@@ -282,7 +285,7 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
         train.save_checkpoint_atomic(out / "deploy.pt", {"model": deploy.state_dict(), "config": asdict(cfg)})
         write_json_atomic(out / "result.json", result)
         (out / "checkpoint.pt").unlink(missing_ok=True)
-    _wait_for_rank0()
+    wait_for_rank0()
     return result
 
 
@@ -317,25 +320,40 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
     runs = Path(cfg.out_dir) / "runs"
     name = run_name(granularity, omega, seed)
     if (runs / f"{name}.json").exists():
-        return _reuse(read_json(runs / f"{name}.json"), cfg, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
+        return reuse_if_same(read_json(runs / f"{name}.json"), cfg, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
     device, knobs = _context(cfg, "posttrain")
     tcfg = cfg.train_config("posttrain", knobs)
     config.seed_everything(seed)
     net = linearize.to_prelu(_load_deploy(cfg, device), granularity)
     train_loader, test_loader = _loaders(cfg, seed, device, tcfg.channels_last)
-    frozen_log: list[int] = []
+    return linearize_and_record(cfg, net, train_loader, test_loader, tcfg, granularity, omega, seed, device,
+                                progress=progress)
+
+
+def linearize_and_record(cfg, net: torch.nn.Module, train_loader, test_loader, tcfg: train.TrainConfig,
+                         granularity: str, omega: float, seed: int, device: torch.device,
+                         input_shape: tuple[int, ...] = (1, 3, 32, 32), progress: bool = True) -> dict:
+    """The post-training of every protocol (CIFAR and ImageNet) once its network and loaders exist.
+
+    Trains `net` (already with PReLUs) with cross-entropy + ω·L0.5, freezing near-linear slopes after every step;
+    writes `<cfg.out_dir>/runs/<run_name>.json` (and the weights when `cfg.save_models`) from rank 0 and returns the
+    result. `cfg` is the protocol's config dataclass (it needs out_dir, layer_scale, freeze_tol, save_models).
+    """
+    runs = Path(cfg.out_dir) / "runs"
+    name = run_name(granularity, omega, seed)
 
     def penalty(model):
         return omega * linearize.l05_penalty(model, layer_scale=cfg.layer_scale)
 
     def freeze(model, optimizer):
-        frozen_log.append(linearize.freeze_near_linear(model, cfg.freeze_tol, optimizer))
+        linearize.freeze_near_linear(model, cfg.freeze_tol, optimizer)
 
     start = time.time()
     history = train.fit(net, train_loader, test_loader, tcfg, penalty=penalty, after_step=freeze,
                         checkpoint=runs / f"{name}.ckpt.pt", progress=progress, desc=name)
     net = net.cpu().eval()
     prelus = linearize.prelu_modules(net)
+    plain = isinstance(net, models.PlainConvNet)  # merging linear layers is defined for plain nets only
     result = {
         "kind": "post_train",
         "config": asdict(cfg),
@@ -346,16 +364,15 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
         "test_accuracy": history["test"]["accuracy"],
         "test_loss": history["test"]["loss"],
         "diverged": history["diverged"],
-        "napl": paths.napl(net),
-        "path_length_histogram": paths.path_length_distribution(net).tolist(),
+        "napl": paths.napl(net, input_shape),
+        "path_length_histogram": paths.path_length_distribution(net, input_shape).tolist(),
         "nonlinear_fraction": linearize.nonlinear_fraction(net),
         "slopes": linearize.count_slopes(net),
         "frozen_slopes": int(sum(m.frozen.sum().item() for _, m in prelus)),
         "linear_channels": int(sum((~m.nonlinear_mask()).sum().item() for _, m in prelus)),
         "channels": int(sum(m.num_channels for _, m in prelus)),
         "parameters": models.count_parameters(net),
-        "depth_after_merge": (linearize.layer_counts(linearize.merge_linear(net)) if cfg.network == "repvgg"
-                              else None),  # merging is defined for plain nets only
+        "depth_after_merge": linearize.layer_counts(linearize.merge_linear(net)) if plain else None,
         "history": history,
         "wall_time_s": round(time.time() - start, 1),
         "provenance": provenance(device),
@@ -365,11 +382,11 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
             train.save_checkpoint_atomic(runs / f"{name}.pt", {"model": net.state_dict(), "granularity": granularity})
         write_json_atomic(runs / f"{name}.json", result)
         (runs / f"{name}.ckpt.pt").unlink(missing_ok=True)
-    _wait_for_rank0()
+    wait_for_rank0()
     return result
 
 
-def _wait_for_rank0() -> None:
+def wait_for_rank0() -> None:
     """Under torchrun, the other ranks wait until rank 0 has written the files they read next."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import config, linearize, models, paths, train
-from ..experiments import run_name, summarize
+from ..experiments import linearize_and_record, reuse_if_same, run_name, summarize, wait_for_rank0
 from ..results import provenance, read_json, write_json_atomic
 from .checkpoints import checkpoint_format, from_official, load_checkpoint, start_network, to_official
 from .folder import (
@@ -182,11 +182,6 @@ def imagenet_config(mode: str = "auto", **overrides) -> ImageNetConfig:
 # Stages
 # ---------------------------------------------------------------------------------------------------------------------
 
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
 def _context(cfg: ImageNetConfig) -> tuple[torch.device, config.SystemKnobs]:
     device = config.select_device(cfg.device)
     if device.type == "cuda" and train.init_distributed()[1] > 1:
@@ -201,7 +196,7 @@ def data_root(cfg: ImageNetConfig) -> Path:
         if train.is_main_process():
             n_classes, per_train, per_val, size = cfg.generated_folder
             make_smoke_imagefolder(folder, n_classes, per_train, per_val, size, root=cfg.data_dir)
-        _barrier()
+        wait_for_rank0()
         return check_imagefolder(folder)["root"]
     return check_imagefolder(cfg.imagenet_dir)["root"]
 
@@ -241,7 +236,7 @@ def pretrain(cfg: ImageNetConfig, progress: bool = True) -> dict:
     """
     out = Path(cfg.out_dir) / "pretrain"
     if (out / "result.json").exists():
-        return _reuse(read_json(out / "result.json"), cfg, _PRETRAIN_FIELDS)
+        return reuse_if_same(read_json(out / "result.json"), cfg, _PRETRAIN_FIELDS)
     if cfg.checkpoint is None and cfg.pretrain_epochs == 0:
         raise ValueError("the ImageNet protocol starts from a pretrained network: give a checkpoint (a RepVGG "
                          f"{cfg.arch} state dict, training or deploy form, ours or DingXiaoH/RepVGG's), or set "
@@ -258,7 +253,7 @@ def pretrain(cfg: ImageNetConfig, progress: bool = True) -> dict:
         source = out / "train_form.pt"
         if train.is_main_process():
             train.save_checkpoint_atomic(source, {"model": net.cpu().state_dict()})
-        _barrier()
+        wait_for_rank0()
     deploy, train_form, form = start_network(load_checkpoint(source, cfg.checkpoint_sha256), cfg.arch,
                                              cfg.width_mult)
     if deploy.linear.out_features < n_classes:
@@ -287,7 +282,7 @@ def pretrain(cfg: ImageNetConfig, progress: bool = True) -> dict:
         train.save_checkpoint_atomic(out / "deploy.pt", {"model": deploy.cpu().state_dict(), "config": asdict(cfg)})
         write_json_atomic(out / "result.json", result)
         (out / "checkpoint.pt").unlink(missing_ok=True)
-    _barrier()
+    wait_for_rank0()
     return result
 
 
@@ -297,20 +292,6 @@ _PRETRAIN_FIELDS = ("imagenet_dir", "checkpoint", "checkpoint_sha256", "arch", "
                     "pretrain_lr", "weight_decay")
 _POSTTRAIN_FIELDS = ("posttrain_epochs", "posttrain_lr", "posttrain_optimizer", "slope_lr_mult", "layer_scale",
                      "freeze_tol")
-
-
-def _reuse(stored: dict, cfg: ImageNetConfig, fields: tuple[str, ...]) -> dict:
-    """Return a stored result if it was made with the same settings as `cfg`; otherwise say what differs."""
-    import json
-
-    old, new = stored.get("config", {}), json.loads(json.dumps(asdict(cfg)))  # tuples as the file holds them
-    differ = {f: (old.get(f), new[f]) for f in fields if old.get(f, new[f]) != new[f]}
-    if differ:
-        listing = ", ".join(f"{f}: stored {a!r} vs now {b!r}" for f, (a, b) in differ.items())
-        raise ValueError(f"{cfg.out_dir} holds a {stored.get('kind', 'result')} made with other settings ({listing}). "
-                         "Nothing was overwritten: choose another out_dir (OUT_DIR in the notebook) or delete that "
-                         "folder to start again.")
-    return stored
 
 
 def _load_deploy(cfg: ImageNetConfig) -> nn.Module:
@@ -335,56 +316,15 @@ def post_train(cfg: ImageNetConfig, granularity: str, omega: float, seed: int, p
     runs = Path(cfg.out_dir) / "runs"
     name = run_name(granularity, omega, seed)
     if (runs / f"{name}.json").exists():
-        return _reuse(read_json(runs / f"{name}.json"), cfg, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
+        return reuse_if_same(read_json(runs / f"{name}.json"), cfg, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
     device, knobs = _context(cfg)
     tcfg = cfg.train_config("posttrain", knobs)
     config.seed_everything(seed)
     shape = _input_shape(cfg)
     net = linearize.to_prelu(_load_deploy(cfg), granularity, input_shape=shape).to(device)
     train_loader, val_loader, _ = _loaders(cfg, seed, device, tcfg.channels_last)
-    frozen_log: list[int] = []
-
-    def penalty(model):
-        return omega * linearize.l05_penalty(model, layer_scale=cfg.layer_scale)
-
-    def freeze(model, optimizer):
-        frozen_log.append(linearize.freeze_near_linear(model, cfg.freeze_tol, optimizer))
-
-    start = time.time()
-    history = train.fit(net, train_loader, val_loader, tcfg, penalty=penalty, after_step=freeze,
-                        checkpoint=runs / f"{name}.ckpt.pt", progress=progress, desc=name)
-    net = net.cpu().eval()
-    prelus = linearize.prelu_modules(net)
-    result = {
-        "kind": "post_train",
-        "config": asdict(cfg),
-        "train_config": asdict(tcfg),
-        "granularity": granularity,
-        "omega": omega,
-        "seed": seed,
-        "test_accuracy": history["test"]["accuracy"],
-        "test_loss": history["test"]["loss"],
-        "diverged": history["diverged"],
-        "napl": paths.napl(net, shape),
-        "path_length_histogram": paths.path_length_distribution(net, shape).tolist(),
-        "nonlinear_fraction": linearize.nonlinear_fraction(net),
-        "slopes": linearize.count_slopes(net),
-        "frozen_slopes": int(sum(m.frozen.sum().item() for _, m in prelus)),
-        "linear_channels": int(sum((~m.nonlinear_mask()).sum().item() for _, m in prelus)),
-        "channels": int(sum(m.num_channels for _, m in prelus)),
-        "parameters": models.count_parameters(net),
-        "depth_after_merge": linearize.layer_counts(linearize.merge_linear(net)),
-        "history": history,
-        "wall_time_s": round(time.time() - start, 1),
-        "provenance": provenance(device),
-    }
-    if train.is_main_process():
-        if cfg.save_models:
-            train.save_checkpoint_atomic(runs / f"{name}.pt", {"model": net.state_dict(), "granularity": granularity})
-        write_json_atomic(runs / f"{name}.json", result)
-        (runs / f"{name}.ckpt.pt").unlink(missing_ok=True)
-    _barrier()
-    return result
+    return linearize_and_record(cfg, net, train_loader, val_loader, tcfg, granularity, omega, seed, device,
+                                input_shape=shape, progress=progress)
 
 
 def sweep(cfg: ImageNetConfig, progress: bool = True) -> list[dict]:
