@@ -42,7 +42,8 @@ from .results import git_commit, provenance, read_json, write_json_atomic
 
 __all__ = ["ExperimentConfig", "PROFILES", "RESNET56_PROFILES", "cifar_config", "pretrain", "post_train", "sweep",
            "summarize", "run_name", "load_results", "load_post_trained", "export_reference", "matched_pair",
-           "mean_gap", "verdict", "main", "linearize_and_record", "reuse_if_same", "wait_for_rank0"]
+           "mean_gap", "verdict", "main", "linearize_and_record", "reuse_if_same", "wait_for_rank0",
+           "stage_train_config", "stored_run"]
 
 git_commit()  # fix the recorded commit to the code imported now (results.git_commit is cached)
 
@@ -86,15 +87,25 @@ class ExperimentConfig:
 
     def train_config(self, stage: str, knobs: config.SystemKnobs) -> train.TrainConfig:
         """The `TrainConfig` of `stage` ("pretrain" or "posttrain") with this config's system knobs resolved."""
-        pre = stage == "pretrain"
-        stage_settings = (dict(epochs=self.pretrain_epochs, lr=self.pretrain_lr) if pre else
-                          dict(epochs=self.posttrain_epochs, lr=self.posttrain_lr, optimizer=self.posttrain_optimizer,
-                               slope_lr_mult=self.slope_lr_mult))
-        pick = lambda value, default: default if value is None else value  # noqa: E731
-        return train.TrainConfig(**stage_settings, weight_decay=self.weight_decay, batch_size=self.batch_size,
-                                 amp_bf16=pick(self.amp_bf16, knobs.amp_bf16),
-                                 channels_last=pick(self.channels_last, knobs.channels_last),
-                                 compile=pick(self.compile, knobs.compile))
+        return stage_train_config(self, stage, knobs)
+
+
+def stage_train_config(cfg, stage: str, knobs: config.SystemKnobs) -> train.TrainConfig:
+    """The `TrainConfig` of `stage` ("pretrain" or "posttrain") of any protocol's config (CIFAR or ImageNet): its
+    optimisation settings, with the system knobs it leaves at None resolved from `knobs`."""
+    if stage == "pretrain":
+        settings = {"epochs": cfg.pretrain_epochs, "lr": cfg.pretrain_lr}
+    else:
+        settings = {"epochs": cfg.posttrain_epochs, "lr": cfg.posttrain_lr, "optimizer": cfg.posttrain_optimizer,
+                    "slope_lr_mult": cfg.slope_lr_mult}
+
+    def pick(value, default):
+        return default if value is None else value
+
+    return train.TrainConfig(**settings, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
+                             eval_batch_size=cfg.eval_batch_size, amp_bf16=pick(cfg.amp_bf16, knobs.amp_bf16),
+                             channels_last=pick(cfg.channels_last, knobs.channels_last),
+                             compile=pick(cfg.compile, knobs.compile))
 
 
 # What each mode runs. `cpu` fits about an hour on 2 CPU cores; `full` is the paper-scale protocol on a GPU.
@@ -313,14 +324,9 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
         The result: test accuracy and loss, NAPL, path-length histogram, per-layer nonlinear fractions, slope and
         frozen counts, parameter count, conv depth after merging linear layers, history, wall time, provenance.
     """
-    if granularity not in linearize.GRANULARITIES:
-        raise ValueError(f"unknown granularity {granularity!r}; choose one of {list(linearize.GRANULARITIES)}")
-    if not math.isfinite(omega) or omega < 0:
-        raise ValueError(f"omega must be a finite number >= 0, got {omega}")
-    runs = Path(cfg.out_dir) / "runs"
-    name = run_name(granularity, omega, seed)
-    if (runs / f"{name}.json").exists():
-        return reuse_if_same(read_json(runs / f"{name}.json"), cfg, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
+    stored = stored_run(cfg, granularity, omega, seed, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
+    if stored is not None:
+        return stored
     device, knobs = _context(cfg, "posttrain")
     tcfg = cfg.train_config("posttrain", knobs)
     config.seed_everything(seed)
@@ -328,6 +334,21 @@ def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int,
     train_loader, test_loader = _loaders(cfg, seed, device, tcfg.channels_last)
     return linearize_and_record(cfg, net, train_loader, test_loader, tcfg, granularity, omega, seed, device,
                                 progress=progress)
+
+
+def stored_run(cfg, granularity: str, omega: float, seed: int, fields: tuple[str, ...]) -> dict | None:
+    """Check a post-training run's arguments; return its stored result when it exists (and was made with the same
+    `fields` as `cfg`, see `reuse_if_same`), else None.
+
+    Raises:
+        ValueError: for an unknown granularity, a negative or non-finite ω, or a stored run with other settings.
+    """
+    if granularity not in linearize.GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; choose one of {list(linearize.GRANULARITIES)}")
+    if not math.isfinite(omega) or omega < 0:
+        raise ValueError(f"omega must be a finite number >= 0, got {omega}")
+    path = Path(cfg.out_dir) / "runs" / f"{run_name(granularity, omega, seed)}.json"
+    return reuse_if_same(read_json(path), cfg, fields) if path.exists() else None
 
 
 def linearize_and_record(cfg, net: torch.nn.Module, train_loader, test_loader, tcfg: train.TrainConfig,

@@ -36,7 +36,15 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import config, linearize, models, paths, train
-from ..experiments import linearize_and_record, reuse_if_same, run_name, summarize, wait_for_rank0
+from ..experiments import (
+    linearize_and_record,
+    reuse_if_same,
+    run_name,
+    stage_train_config,
+    stored_run,
+    summarize,
+    wait_for_rank0,
+)
 from ..results import provenance, read_json, write_json_atomic
 from .checkpoints import checkpoint_format, from_official, load_checkpoint, start_network, to_official
 from .folder import (
@@ -113,15 +121,7 @@ class ImageNetConfig:
 
     def train_config(self, stage: str, knobs: config.SystemKnobs) -> train.TrainConfig:
         """The `TrainConfig` of `stage` ("pretrain" or "posttrain") with this config's system knobs resolved."""
-        pre = stage == "pretrain"
-        settings = (dict(epochs=self.pretrain_epochs, lr=self.pretrain_lr) if pre else
-                    dict(epochs=self.posttrain_epochs, lr=self.posttrain_lr, optimizer=self.posttrain_optimizer,
-                         slope_lr_mult=self.slope_lr_mult))
-        pick = lambda value, default: default if value is None else value  # noqa: E731
-        return train.TrainConfig(**settings, weight_decay=self.weight_decay, batch_size=self.batch_size,
-                                 eval_batch_size=self.eval_batch_size, amp_bf16=pick(self.amp_bf16, knobs.amp_bf16),
-                                 channels_last=pick(self.channels_last, knobs.channels_last),
-                                 compile=pick(self.compile, knobs.compile))
+        return stage_train_config(self, stage, knobs)
 
 
 # full: the paper's protocol from a pretrained RepVGG-A2 (checkpoint required). AdamW at 1e-4 for the weights, as in
@@ -309,14 +309,9 @@ def post_train(cfg: ImageNetConfig, granularity: str, omega: float, seed: int, p
     Returns:
         The result, with the keys of `experiments.post_train` (test_accuracy is top-1 on the val folder).
     """
-    if granularity not in linearize.GRANULARITIES:
-        raise ValueError(f"unknown granularity {granularity!r}; choose one of {list(linearize.GRANULARITIES)}")
-    if not math.isfinite(omega) or omega < 0:
-        raise ValueError(f"omega must be a finite number >= 0, got {omega}")
-    runs = Path(cfg.out_dir) / "runs"
-    name = run_name(granularity, omega, seed)
-    if (runs / f"{name}.json").exists():
-        return reuse_if_same(read_json(runs / f"{name}.json"), cfg, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
+    stored = stored_run(cfg, granularity, omega, seed, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
+    if stored is not None:
+        return stored
     device, knobs = _context(cfg)
     tcfg = cfg.train_config("posttrain", knobs)
     config.seed_everything(seed)
