@@ -184,16 +184,17 @@ def cifar_config(mode: str = "auto", **overrides) -> ExperimentConfig:
 # Data and stages
 # ---------------------------------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=2)
-def _read_split(dataset: str, split: str, data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One read per process: every run of a sweep uses the same split (loaders never modify it)."""
-    return data.load_cifar(dataset, split, root=data_dir)
+@functools.lru_cache(maxsize=4)
+def _read_split(dataset: str, split: str, data_dir: str | None, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One read per process: every run of a sweep uses the same split (loaders never modify it). Only the first `n`
+    images are kept (a copy), so a small run does not hold the whole training set in memory."""
+    images, labels = data.load_cifar(dataset, split, root=data_dir)
+    return (images, labels) if n is None or n >= len(labels) else (images[:n].clone(), labels[:n].clone())
 
 
 def _splits(cfg: ExperimentConfig) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    train_x, train_y = _read_split(cfg.dataset, "train", cfg.data_dir)
-    test_x, test_y = _read_split(cfg.dataset, "test", cfg.data_dir)
-    return (train_x[:cfg.n_train], train_y[:cfg.n_train]), (test_x[:cfg.n_test], test_y[:cfg.n_test])
+    return (_read_split(cfg.dataset, "train", cfg.data_dir, cfg.n_train),
+            _read_split(cfg.dataset, "test", cfg.data_dir, cfg.n_test))
 
 
 def _loaders(cfg: ExperimentConfig, seed: int, device: torch.device, channels_last: bool):

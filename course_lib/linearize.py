@@ -213,18 +213,34 @@ def slope_counts(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)
 
     Paper: channel-wise linearization has "~0.03% more parameters" than layer-wise on RepVGG-A2 (§4), the only
     difference between the two variants; e.g. RepVGG-A2 deploy: 7,808 channel slopes vs 22 layer slopes on
-    25,499,944 parameters, 0.0305%.
+    25,499,944 parameters, 0.0305%. Counts what `to_prelu` would create (one slope per channel, or one per ReLU
+    module) from one probe pass, without copying the network.
 
     Args:
         model: a network whose nonlinearities are `nn.ReLU` modules (left untouched).
-        input_shape: probe input for `to_prelu`.
+        input_shape: probe input (N, C, H, W).
 
     Returns:
         {"parameters": of `model`, "channel_slopes", "layer_slopes", "extra_slopes": their difference,
          "extra_fraction": extra_slopes / parameters}.
     """
-    channel = count_slopes(to_prelu(model, "channel", input_shape))
-    layer = count_slopes(to_prelu(model, "layer", input_shape))
+    channels: dict[int, int] = {}
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        channels[id(module)] = int(output.shape[1])
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.ReLU)]
+    param = next(model.parameters())
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(input_shape, device=param.device, dtype=param.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    channel, layer = sum(channels.values()), len(channels)
     parameters = sum(p.numel() for p in model.parameters())
     return {"parameters": parameters, "channel_slopes": channel, "layer_slopes": layer,
             "extra_slopes": channel - layer, "extra_fraction": (channel - layer) / parameters}

@@ -142,3 +142,10 @@ def test_a_stored_result_with_other_settings_is_not_reused(tmp_path):
 def test_command_line_values_are_numbers_where_yaml_would_give_strings():
     assert experiments._parse_value("1e-4") == 1e-4
     assert experiments._parse_value("0.125") == 0.125 and experiments._parse_value("adamw") == "adamw"
+
+
+def test_slope_counts_agree_with_to_prelu():
+    net = models.plain_cifar_net("A0", 10, 0.25)
+    counts = linearize.slope_counts(net)
+    assert counts["channel_slopes"] == linearize.count_slopes(linearize.to_prelu(net, "channel"))
+    assert counts["layer_slopes"] == linearize.count_slopes(linearize.to_prelu(net, "layer")) == 22
