@@ -28,12 +28,12 @@ test: $(STAMP) dot
 	COURSE_RUN_MODE=smoke $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
 reproduce: $(STAMP) dot
-	$(BIN)/python -m course_lib.reproduce --mode $(MODE) --out runs
+	$(BIN)/python -m course_lib reproduce --mode $(MODE) --out runs
 
 # Training/eval throughput of the course's loop against a textbook PyTorch loop, side by side (1-2 minutes on
 # 2 CPU cores; the first run on a machine also compiles, when compile is chosen). Options: make bench ARGS="--quick".
 bench: $(STAMP)
-	$(BIN)/python -m course_lib.bench --out runs/bench/bench.json $(ARGS)
+	$(BIN)/python -m course_lib bench --out runs/bench/bench.json $(ARGS)
 
 lab: $(STAMP) dot
 	$(BIN)/jupyter lab notebooks/

@@ -12,5 +12,5 @@ REPO_SLUG = "resnets-deeper/course"
 REPO_REF = "main"
 # The release the README's Binder badge launches. Binder builds are cached per commit, so a tag (never a branch)
 # keeps classroom launches fast and the environment fixed. Change it when a new release is tagged, then run
-# `python -m course_lib.notebook_meta --write` (tests/test_environments.py checks the README block).
+# `python -m course_lib notebook-meta --write` (tests/test_environments.py checks the README block).
 RELEASE_TAG = "v0.1.0"

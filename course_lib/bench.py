@@ -24,9 +24,9 @@ post-training epoch of the `cpu` profile (timed over its first steps and extrapo
 The result is printed as a table, written atomically with provenance to `runs/bench/bench.json`, and the last line
 is `ratio: X.XX`, the smaller of the two networks' course/textbook training throughput ratios.
 
-    python -m course_lib.bench                    # about 1-2 minutes on 2 CPU cores
-    python -m course_lib.bench --quick            # a few steps, no sweep: checks that everything runs
-    python -m course_lib.bench --compile on       # force torch.compile (off|on|auto) to see what it buys
+    python -m course_lib bench                    # about 1-2 minutes on 2 CPU cores
+    python -m course_lib bench --quick            # a few steps, no sweep: checks that everything runs
+    python -m course_lib bench --compile on       # force torch.compile (off|on|auto) to see what it buys
 
 On a GPU (`--device cuda`, untested here: no GPU figures exist yet) the same code runs with bf16 autocast,
 channels_last and torch.compile (`--compile-mode max-autotune-no-cudagraphs` or `reduce-overhead` to try others),
@@ -34,12 +34,12 @@ the data on the GPU, pinned memory for the textbook loader, and timings synchron
 nets leave most of a large GPU idle, so a sweep shares one GPU best as several processes, one run each. The first
 `--one-run` also pre-trains (every run starts from that one checkpoint), so run it alone, then the rest side by side:
 
-    python -m course_lib.experiments cifar --mode full --one-run channel:0.0005:0
+    python -m course_lib cifar --mode full --one-run channel:0.0005:0
     for run in layer:0.0005:0 channel:0.001:0 layer:0.001:0; do
-        python -m course_lib.experiments cifar --mode full --one-run $run &
+        python -m course_lib cifar --mode full --one-run $run &
     done; wait
 
-Each process writes its own result file, and a later `python -m course_lib.experiments cifar --mode full` reads
+Each process writes its own result file, and a later `python -m course_lib cifar --mode full` reads
 them back as finished runs and writes the summary. How many processes fit is a matter of GPU memory and of the
 CPU cores that feed them (one process per core or two); `make bench ARGS="--device cuda"` measures one of them.
 """
@@ -51,7 +51,6 @@ import copy
 import dataclasses
 import os
 import pickle
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -76,7 +75,7 @@ NETWORKS: dict[str, Callable[[], nn.Module]] = {
 _STEPS_PER_EPOCH = 50_000 // 128  # CIFAR-10 training set at batch 128, drop_last
 _GPU_NOTE = ("No GPU figures exist yet: the benchmark has only run on CPUs. On CUDA it uses bf16 autocast, "
              "channels_last and torch.compile; share one GPU between runs with several "
-             "`python -m course_lib.experiments cifar --one-run G:W:S` processes.")
+             "`python -m course_lib cifar --one-run G:W:S` processes.")
 
 
 def bench_train_config(knobs: config.SystemKnobs, compile: bool | None = None,
@@ -418,7 +417,7 @@ def run_bench(*, steps: int = 20, warmup: int = 3, device: str = "auto", compile
         log(f"{name}: course {row['course']['images_per_s']:.0f} img/s, textbook "
             f"{row['textbook']['images_per_s']:.0f} img/s, ratio {row['ratio']:.2f}")
     result = {
-        "about": "Training/eval throughput of the course's loop vs a textbook PyTorch loop; python -m course_lib.bench",
+        "about": "Training/eval throughput of the course's loop vs a textbook PyTorch loop; python -m course_lib bench",
         "settings": {"steps": steps, "warmup": warmup, "batch_size": tcfg.batch_size,
                      "course_eval_batch": tcfg.eval_batch_size, "textbook_eval_batch": tcfg.batch_size,
                      "eval_images": len(splits_eval[1]), "train_images": len(splits["train"][1]),
@@ -473,8 +472,9 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.bench", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m course_lib bench") -> int:
+    """`python -m course_lib bench [options]`; see `--help`."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per loop and network")
     parser.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps (compilation happens here)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|...")
@@ -505,6 +505,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio: {result['ratio']:.2f}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

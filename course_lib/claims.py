@@ -5,9 +5,9 @@ not available). The evidence is whatever results exist: the committed reference 
 (`export_reference` files) and any sweep folder under `runs/` (a `pretrain/result.json` plus `runs/*.json`). For each
 (dataset, network) the largest-scale evidence is used: `full` before `cpu`; `smoke` runs test the code, never a claim.
 
-Verdicts: "reproduced", "partly", "not reproduced", "not run yet". The rules are ours and stated in each finding; a
-gap counts as *clear* when it is larger than the two variants' seed standard deviations added together (as in
-`experiments.verdict`), and no claim is judged from a single seed.
+Verdicts: `judging.VERDICTS`. The general rules (the informative NAPL range, matched NAPL, what makes a gap clear,
+which runs may judge) are those of `course_lib.judging`; the rule of each claim is stated in its finding, and no claim
+is judged from a single seed.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from pathlib import Path
 
 import torch
 
-from . import experiments, linearize, models, theory
+from . import judging, linearize, models, protocol, theory
+from .judging import VERDICTS, describe_gaps, informative_gaps, n_seeds
 from .paths import histogram_moments
 from .results import REFERENCE_DIR, read_json
 
 __all__ = ["Evidence", "Finding", "VERDICTS", "collect_evidence", "assess", "to_markdown"]
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not run yet")
-_MODE_RANK = {"full": 2, "cpu": 1, "smoke": 0}
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class Evidence:
     network: str  # repvgg (plain net) | resnet56 | ...
     mode: str  # smoke | cpu | full
     source: str  # the file or folder it was read from
-    summary: dict  # `experiments.summarize` output
+    summary: dict  # `judging.summarize` output
     runs: list  # the post-training results (each with its path-length histogram)
 
     @property
@@ -83,36 +82,16 @@ def collect_evidence(reference_dir: str | Path = REFERENCE_DIR, runs_dir: str | 
         for result in sorted(Path(runs_dir).glob("*/pretrain/result.json")) + sorted(
                 Path(runs_dir).glob("*/*/pretrain/result.json")):
             folder = result.parent.parent
-            baseline, runs = experiments.load_results(folder)
+            baseline, runs = protocol.load_results(folder)
             if runs:
-                found.append(_evidence_from(baseline["config"], experiments.summarize(runs, baseline), runs, folder))
+                found.append(_evidence_from(baseline["config"], judging.summarize(runs, baseline), runs, folder))
     return found
 
 
 def _best(evidence: Iterable[Evidence], dataset: str, network: str = "repvgg") -> Evidence | None:
     """The largest-scale non-smoke evidence of (dataset, network), or None."""
-    usable = [e for e in evidence if e.dataset == dataset and e.network == network and _MODE_RANK.get(e.mode, 0) > 0]
-    return max(usable, key=lambda e: (_MODE_RANK[e.mode], len(e.runs)), default=None)
-
-
-def _gaps(summary: dict) -> list[dict]:
-    """Matched-NAPL gaps below the unlinearized NAPL, each with a `clear` flag (+1 ahead, -1 behind, 0 neither)."""
-    top = summary["baseline"]["napl"] - 0.5 if summary.get("baseline") else math.inf
-    out = []
-    for g in sorted(summary["gaps_at_matched_napl"], key=lambda g: -g["napl"]):
-        if g["napl"] < top:
-            spread = g["layer_accuracy_std"] + g["channel_accuracy_std_interp"]
-            out.append({**g, "clear": 1 if g["gap"] > spread else (-1 if -g["gap"] > spread else 0)})
-    return out
-
-
-def _seeds(summary: dict) -> int:
-    return min((p["n_seeds"] for points in summary["curves"].values() for p in points), default=0)
-
-
-def _describe(gaps: list[dict]) -> str:
-    return "; ".join(f"NAPL {g['napl']:.1f}: {100 * g['gap']:+.1f}" + (" (clear)" if g["clear"] == 1 else
-                     " (clearly behind)" if g["clear"] == -1 else " (within spread)") for g in gaps)
+    usable = [e for e in evidence if e.dataset == dataset and e.network == network and judging.can_judge(e.mode)]
+    return max(usable, key=lambda e: (judging.MODE_RANK[e.mode], len(e.runs)), default=None)
 
 
 def _not_run(claim: str, source: str, what: str) -> Finding:
@@ -124,14 +103,14 @@ def _gap_below(claim: str, source: str, ev: Evidence | None, threshold: float, w
     grows as NAPL falls; partly when channel-wise is clearly ahead below `threshold` but the rest does not hold."""
     if ev is None:
         return _not_run(claim, source, what)
-    gaps = _gaps(ev.summary)
-    if _seeds(ev.summary) < 2 or not gaps:
-        return Finding(claim, source, f"{len(gaps)} matched point(s), {_seeds(ev.summary)} seed(s): not testable",
+    gaps = informative_gaps(ev.summary)
+    if n_seeds(ev.summary) < 2 or not gaps:
+        return Finding(claim, source, f"{len(gaps)} matched point(s), {n_seeds(ev.summary)} seed(s): not testable",
                        "not run yet", ev.source)
     below = [g for g in gaps if g["napl"] < threshold]
     above = [g for g in gaps if g["napl"] >= threshold]
     widens = all(b["gap"] >= a["gap"] for a, b in zip(gaps, gaps[1:]))
-    measured = f"gap in accuracy points, channel minus layer: {_describe(gaps)}; widens as NAPL falls: {widens}"
+    measured = f"gap in accuracy points, channel minus layer: {describe_gaps(gaps)}; widens as NAPL falls: {widens}"
     if below and all(g["clear"] == 1 for g in below) and not any(g["clear"] == 1 for g in above) and widens:
         verdict = "reproduced"
     elif below and any(g["clear"] == 1 for g in below) and not any(g["clear"] == -1 for g in gaps):
@@ -144,15 +123,15 @@ def _gap_below(claim: str, source: str, ev: Evidence | None, threshold: float, w
 def _widening(evidence: list[Evidence]) -> Finding:
     claim = "The channel-wise advantage grows as NAPL decreases."
     testable = [e for e in (_best(evidence, d) for d in ("imagenet", "cifar100", "cifar10"))
-                if e is not None and _seeds(e.summary) >= 2 and len(_gaps(e.summary)) >= 2]
+                if e is not None and n_seeds(e.summary) >= 2 and len(informative_gaps(e.summary)) >= 2]
     if not testable:
         return _not_run(claim, "[S]", "multi-seed plain-net")
     rows = []
     for e in testable:
-        gaps = _gaps(e.summary)
+        gaps = informative_gaps(e.summary)
         rows.append((e, all(b["gap"] >= a["gap"] for a, b in zip(gaps, gaps[1:]))))
     measured = "; ".join(f"{e.dataset} ({e.mode}): {'grows' if ok else 'does not grow'} monotonically "
-                         f"({_describe(_gaps(e.summary))})" for e, ok in rows)
+                         f"({describe_gaps(informative_gaps(e.summary))})" for e, ok in rows)
     verdict = "reproduced" if all(ok for _, ok in rows) else ("partly" if any(ok for _, ok in rows)
                                                               else "not reproduced")
     return Finding(claim, "[S]", measured, verdict, ", ".join(e.source for e, _ in rows))
@@ -163,7 +142,7 @@ def _ordering(evidence: list[Evidence]) -> Finding:
     missing = [d for d in ("imagenet", "cifar100", "cifar10") if _best(evidence, d) is None]
     if missing:
         return Finding(claim, "[S]", f"needs all three datasets; missing: {', '.join(missing)}", "not run yet", "")
-    means = {d: experiments.mean_gap(_best(evidence, d).summary) for d in ("imagenet", "cifar100", "cifar10")}
+    means = {d: judging.mean_gap(_best(evidence, d).summary) for d in ("imagenet", "cifar100", "cifar10")}
     if any(v is None for v in means.values()):
         return Finding(claim, "[S]", f"mean gaps {means}", "not run yet", "")
     ordered = means["imagenet"] > means["cifar100"] > means["cifar10"]
@@ -178,17 +157,17 @@ def _ablation(evidence: list[Evidence]) -> Finding:
     not reproduced when the ResNet's channel-wise advantage is as large as the plain net's or larger."""
     claim = "From ResNet-56 the gap is substantially reduced and nearly vanishes for NAPL > 4."
     resnet, plain = _best(evidence, "cifar10", "resnet56"), _best(evidence, "cifar10")
-    if resnet is None or plain is None or _seeds(resnet.summary) < 2:
+    if resnet is None or plain is None or n_seeds(resnet.summary) < 2:
         return _not_run(claim, "[S]", "multi-seed ResNet-56 ablation and plain-net")
-    above = [g for g in _gaps(resnet.summary) if g["napl"] > 4]
-    resnet_gap, plain_gap = experiments.mean_gap(resnet.summary, 4), experiments.mean_gap(plain.summary, 4)
+    above = [g for g in informative_gaps(resnet.summary) if g["napl"] > 4]
+    resnet_gap, plain_gap = judging.mean_gap(resnet.summary, 4), judging.mean_gap(plain.summary, 4)
     if resnet_gap is None or plain_gap is None:
         return Finding(claim, "[S]", "no matched point above NAPL 4 in one of the two runs", "not run yet",
                        resnet.source)
-    smaller = resnet_gap < plain_gap  # the channel-wise advantage is reduced (or reversed)
+    smaller = judging.ablation_gap_smaller(resnet_gap, plain_gap)
     vanishes = all(g["clear"] == 0 for g in above)
     measured = (f"mean gap above NAPL 4: ResNet-56 {100 * resnet_gap:+.2f} vs plain net {100 * plain_gap:+.2f} points;"
-                f" ResNet-56 points: {_describe(above)}")
+                f" ResNet-56 points: {describe_gaps(above)}")
     if smaller and not vanishes:
         measured += ("; the channel-wise advantage is gone but the gap does not vanish" +
                      (" (layer-wise is ahead)" if resnet_gap < 0 else ""))
@@ -202,7 +181,8 @@ def _histograms(evidence: list[Evidence]) -> list[Finding]:
               "(layer-wise stays fixed-depth).",
               "The extracted networks' path-length histograms are near-binomial mixtures of short and long paths.")
     ev = next((e for e in (_best(evidence, d) for d in ("imagenet", "cifar100", "cifar10")) if e is not None), None)
-    runs = [r for r in (ev.runs if ev else []) if r.get("path_length_histogram") and 0.5 < r["napl"] < 21.5]
+    runs = [r for r in (ev.runs if ev else []) if r.get("path_length_histogram")
+            and judging.is_informative(r["napl"], ev.summary)]
     channel = [r for r in runs if r["granularity"] == "channel"]
     layer = [r for r in runs if r["granularity"] == "layer"]
     if not channel:

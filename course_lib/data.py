@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import CourseError
+
 __all__ = ["NORMALIZATION", "CIFAR10_CLASSES", "ENV_DATA_DIR", "REPO_DATA_DIR", "DataNotFoundError", "search_dirs", "registry",
            "verify_sha256", "fetch_registered", "locate_cifar", "load_cifar", "CifarLoader"]
 
@@ -44,7 +46,7 @@ _TV_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 _verified: set[tuple[str, int, float]] = set()  # (path, size, mtime) already hashed in this session
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(CourseError, FileNotFoundError):
     """A dataset or checkpoint was found nowhere; the message says where we looked and what to do."""
 
 

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Check", "check_environment", "format_checks", "REQUIRED_PACKAGES", "SMOKE_MEMORY_GB", "where",
+__all__ = ["Check", "check_environment", "format_checks", "main", "REQUIRED_PACKAGES", "SMOKE_MEMORY_GB", "where",
            "cgroup_memory", "cgroup_cpus"]
 
 MIN_PYTHON = (3, 10)
@@ -219,6 +219,11 @@ def _memory_check(place: str) -> Check:
     return Check("memory", "ok" if ok else "warn", detail, fix)
 
 
+def _file_check(name: str, found: Path | None, missing: str, fix: str) -> Check:
+    """ok with the path where a file was found, else a warning saying what happens without it and how to fix it."""
+    return Check(name, "ok", f"found: {found}") if found else Check(name, "warn", missing, fix)
+
+
 def _data_checks() -> list[Check]:
     from . import data
 
@@ -226,24 +231,18 @@ def _data_checks() -> list[Check]:
     download_dir = data._download_dir()
     free_gb = shutil.disk_usage(download_dir if download_dir.exists() else Path.home()).free / 1e9
     for name, when in (("cifar10", "first use"), ("cifar100", "first use with DATASET='cifar100'")):
-        found = data.locate_cifar(name)
-        if found:
-            rows.append(Check(name, "ok", f"found: {found}"))
-        else:
-            rows.append(Check(name, "warn", f"not found locally; torchvision downloads it on {when} (170 MB into "
-                                            f"{download_dir}, {free_gb:.1f} GB free)",
-                              f"offline or slow network? set {data.ENV_DATA_DIR} to a folder with the files"))
+        rows.append(_file_check(name, data.locate_cifar(name),
+                                f"not found locally; torchvision downloads it on {when} (170 MB into "
+                                f"{download_dir}, {free_gb:.1f} GB free)",
+                                f"offline or slow network? set {data.ENV_DATA_DIR} to a folder with the files"))
     for relpath, entry in data.registry().items():
         if not relpath.startswith("pretrained/"):
             continue
         name = Path(relpath).name
         found = next((d / rel for d in data.search_dirs() for rel in (relpath, name) if (d / rel).is_file()), None)
-        if found:
-            rows.append(Check(name, "ok", f"found: {found}"))
-        else:
-            rows.append(Check(name, "warn", f"not found locally; downloaded and sha256-checked on first use "
-                                            f"({entry.get('size', 0) / 1e6:.1f} MB)",
-                              f"offline? copy it into {download_dir / 'pretrained'} or {data.ENV_DATA_DIR}"))
+        rows.append(_file_check(name, found, f"not found locally; downloaded and sha256-checked on first use "
+                                             f"({entry.get('size', 0) / 1e6:.1f} MB)",
+                                f"offline? copy it into {download_dir / 'pretrained'} or {data.ENV_DATA_DIR}"))
     return rows
 
 
@@ -260,3 +259,17 @@ def format_checks(checks: list[Check]) -> str:
     lines = [f"{marks[c.status]}  {c.item:<22} {c.detail}" for c in checks]
     fixes = [f"  - {c.item}: {c.fix}" for c in checks if c.fix]
     return "\n".join(lines + (["", "How to fix:"] + fixes if fixes else []))
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m course_lib envcheck") -> int:
+    """`python -m course_lib envcheck`: print the checks; exit status 1 when something required is missing."""
+    import argparse
+
+    argparse.ArgumentParser(prog=prog, description="Check this environment for the course: Python and packages, "
+                            "`dot`, widgets, device, CPU quota, memory, data and checkpoints.").parse_args(argv)
+    checks = check_environment()
+    print(format_checks(checks))
+    missing = [c.item for c in checks if c.status == "missing"]
+    if missing:
+        print(f"\nmissing: {', '.join(missing)} (see 'How to fix' above)")
+    return 1 if missing else 0

@@ -12,7 +12,6 @@ Symbols: `alpha` is a PReLU slope α (α = 0 is ReLU, α = 1 is the identity), `
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -22,7 +21,7 @@ from torch import nn
 from .models.repvgg import PlainConvNet
 
 __all__ = [
-    "GRANULARITIES", "LAYER_SCALES", "PostTrainConfig", "LinearizablePReLU", "to_prelu", "prelu_modules",
+    "GRANULARITIES", "LAYER_SCALES", "LinearizablePReLU", "to_prelu", "prelu_modules",
     "slope_parameters", "count_slopes", "freeze_random_channels", "freeze_random_layers", "l05_penalty",
     "freeze_near_linear", "nonlinear_fraction", "merge_linear",
     "layer_counts", "slope_counts", "learned_skips",
@@ -36,18 +35,6 @@ LAYER_SCALES: tuple[str, ...] = ("channels", "one")
 # |1 - alpha| is clamped from below at this value inside the penalty. d|1-α|^0.5/dα = ∓0.5·|1-α|^-0.5 is infinite at
 # α = 1; the clamp makes it 0 there instead (and changes the penalty's value by at most sqrt(1e-12) = 1e-6).
 _PENALTY_EPS = 1e-12
-
-
-@dataclass(frozen=True)
-class PostTrainConfig:
-    """Settings of the post-training (linearization) stage. Ours where the paper is silent; see DESIGN.md."""
-
-    granularity: Granularity  # "channel": one slope per channel, "layer": one per layer
-    omega: float  # ω, weight of the L0.5 penalty added to the (mean) cross-entropy; dimensionless
-    alpha_init: float = 0.0  # initial slope; 0 keeps the pretrained ReLU network unchanged at step 0
-    freeze_tol: float = 0.01  # slopes with |alpha - 1| < freeze_tol are snapped to 1 and frozen (paper: 0.01)
-    epochs: int = 60  # post-training epochs (paper: 60 on CIFAR-100, 10 on ImageNet)
-    layer_scale: LayerScale = "channels"  # weight of a layer-wise slope in the penalty (see l05_penalty)
 
 
 def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:

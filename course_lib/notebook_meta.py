@@ -4,7 +4,7 @@ Binder and Colab badge block.
 The repository slug, the notebooks' git ref and the release tag live in `course_lib.REPO_SLUG`, `course_lib.REPO_REF`
 and `course_lib.RELEASE_TAG`. Run
 
-    python -m course_lib.notebook_meta --write
+    python -m course_lib notebook-meta --write
 
 after changing them (or after adding a notebook); `tests/test_notebooks.py` fails when a notebook is out of sync and
 `tests/test_environments.py` when the README's block (between the two `classroom-badges` markers) is.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -113,7 +112,7 @@ def sync_readme(path: Path = ROOT / "README.md", write: bool = False) -> list[st
     text = path.read_text(encoding="utf-8")
     start, end = README_MARKERS
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        return [f"needs exactly one block from {start} to {end} (print it: python -m course_lib.notebook_meta "
+        return [f"needs exactly one block from {start} to {end} (print it: python -m course_lib notebook-meta "
                 "--readme-block)"]
     head, rest = text.split(start, 1)
     current, tail = rest.split(end, 1)
@@ -124,8 +123,9 @@ def sync_readme(path: Path = ROOT / "README.md", write: bool = False) -> list[st
     return ["the classroom badge block is out of date"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="sync the badges and Colab install cells of notebooks/*.ipynb "
+def main(argv: list[str] | None = None, prog: str = "python -m course_lib notebook-meta") -> int:
+    """`python -m course_lib notebook-meta [--write | --readme-block]`; see `--help`."""
+    parser = argparse.ArgumentParser(prog=prog, description="sync the badges and Colab install cells of notebooks/*.ipynb "
                                                  "and the README's classroom badge block")
     parser.add_argument("--write", action="store_true", help="rewrite out-of-date notebooks and README block")
     parser.add_argument("--readme-block", action="store_true", help="print the README block and exit")
@@ -144,6 +144,3 @@ def main(argv: list[str] | None = None) -> int:
         bad += bool(problems)
     return 0 if args.write or not bad else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """`make reproduce`: execute every notebook with papermill in one run mode and write a summary under `runs/`.
 
-    python -m course_lib.reproduce --mode auto --out runs
+    python -m course_lib reproduce --mode auto --out runs
 
 For each `notebooks/NN_name.ipynb` it injects `RUN_MODE` (and the keys of `notebooks/params/NN_name.<mode>.yaml`
 when that profile exists), writes the executed copy to `runs/<mode>/NN_name.ipynb`, and records status, wall time
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -38,10 +37,11 @@ def profile(notebook: Path, mode: str) -> dict:
     return {**(params or {}), "RUN_MODE": mode}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m course_lib reproduce") -> int:
+    """`python -m course_lib reproduce [--mode M] [--out DIR] [--only NN ...]`; see `--help`."""
     import papermill
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--mode", default="auto", help="auto|smoke|cpu|full (auto: $COURSE_RUN_MODE, GPU, CPU)")
     parser.add_argument("--out", default="runs", type=Path)
     parser.add_argument("--only", nargs="*", default=None, help="notebook name prefixes to run, e.g. 00 03")
@@ -71,6 +71,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"summary: {out / 'summary.json'}; {len(summary['notebooks']) - len(failed)} ok, {len(failed)} failed")
     return 1 if failed else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

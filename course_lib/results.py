@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_json_atomic", "read_json", "git_commit", "provenance", "REFERENCE_DIR", "load_reference"]
+__all__ = ["write_json_atomic", "read_json", "git_commit", "provenance", "REFERENCE_DIR", "load_reference", "run_name"]
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "data" / "reference"
 
@@ -49,12 +49,12 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-@functools.cache  # read once per process: the commit of the code this process imported (see experiments)
+@functools.cache  # read once per process: the commit of the code the first stage of this process ran
 def git_commit() -> str | None:
     """The commit of the course repository (with `+dirty` for uncommitted changes), or None outside a clone.
 
     Cached: the first call fixes it for the process, so a long sweep records the code it started with, not
-    whatever the clone holds when a result is written. `course_lib.experiments` calls it at import.
+    whatever the clone holds when a result is written. Every protocol stage calls it when it starts.
     """
     root = Path(__file__).resolve().parents[1]
     try:
@@ -79,3 +79,8 @@ def load_reference(name: str) -> dict | None:
     """`data/reference/<name>.json` if it exists (a stored result of a `cpu` or `full` run), else None."""
     path = REFERENCE_DIR / f"{name}.json"
     return read_json(path) if path.exists() else None
+
+
+def run_name(granularity: str, omega: float, seed: int) -> str:
+    """File stem of one post-training run's result, e.g. `channel-omega0.03-seed1`."""
+    return f"{granularity}-omega{omega:g}-seed{seed}"

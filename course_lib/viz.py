@@ -23,6 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from . import judging
+
 __all__ = [
     "STYLE_PATH", "ENV_WIDGETS", "DOT_INSTALL_HINT", "style", "use_style", "image_grid", "widgets_available",
     "interactive", "path_graph", "plot_curves", "plot_point_maps", "plot_prop1_errors", "plot_prelu",
@@ -526,7 +528,7 @@ _VARIANT_COLORS = {"channel": "#0072B2", "layer": "#D55E00"}
 
 def plot_accuracy_vs_napl(summary: Mapping[str, Any], ax: plt.Axes | None = None, title: str | None = None,
                           reference: bool = False, label_suffix: str = "") -> plt.Figure:
-    """Accuracy vs NAPL for both variants from `experiments.summarize` output, with ± std error bars over seeds.
+    """Accuracy vs NAPL for both variants from `judging.summarize` output, with ± std error bars over seeds.
 
     `reference=True` draws the curves faded and dashed (a stored run shown next to the live one).
     """
@@ -581,27 +583,19 @@ def plot_nonlinear_heatmap(rows: Mapping[str, Sequence[float]], ax: plt.Axes | N
 
 def plot_gaps(summaries: Mapping[str, Mapping[str, Any]], ax: plt.Axes | None = None,
               title: str = "Channel-wise minus layer-wise accuracy at matched NAPL") -> plt.Figure:
-    """The gap at matched NAPL (from `experiments.summarize`) of several experiments on one axis.
+    """The gap at matched NAPL (from `judging.summarize`) of several experiments on one axis.
 
-    Error bars are the sum of the two variants' seed standard deviations (the "clearly ahead" threshold of
-    `experiments.verdict`). Points at the unlinearized NAPL (nothing linearized) are left out.
-
-    Args:
-        summaries: label -> summary (e.g. {"plain net (04)": ..., "ResNet-56 (05)": ...}).
-        ax: draw here; None makes a new figure.
-        title: the figure's title.
-
-    Returns:
-        The figure.
+    `summaries` maps a label to a summary (e.g. {"plain net (04)": ..., "ResNet-56 (05)": ...}); the figure is
+    drawn on `ax` (None: a new one) and returned. Error bars are the spread a gap must exceed to be clear
+    (`judging.gap_spread`); only the points of the informative NAPL range (`judging.informative_gaps`) are drawn.
     """
     fig, ax = _new_ax(ax)
     for label, summary in summaries.items():
-        top = summary["baseline"]["napl"] - 0.5 if summary.get("baseline") else float("inf")
-        gaps = sorted((g for g in summary["gaps_at_matched_napl"] if g["napl"] < top), key=lambda g: g["napl"])
+        gaps = sorted(judging.informative_gaps(summary), key=lambda g: g["napl"])
         if not gaps:
             continue
         ax.errorbar([g["napl"] for g in gaps], [100 * g["gap"] for g in gaps],
-                    yerr=[100 * (g["layer_accuracy_std"] + g["channel_accuracy_std_interp"]) for g in gaps],
+                    yerr=[100 * judging.gap_spread(g) for g in gaps],
                     marker="o", ms=5, capsize=3, label=label)
     ax.axhline(0.0, color="gray", lw=1)
     ax.set(xlabel="NAPL", ylabel="gap (accuracy points)", title=title)

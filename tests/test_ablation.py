@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib import experiments, linearize, models, paths, results
+from course_lib import experiments, judging, linearize, models, paths, protocol, results
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -116,9 +116,9 @@ def test_mean_gap_selects_the_napl_window():
     summary = {"baseline": {"napl": 41.5},
                "gaps_at_matched_napl": [{"napl": 41.5, "gap": 0.5}, {"napl": 20.0, "gap": 0.01},
                                         {"napl": 6.0, "gap": 0.03}, {"napl": 2.0, "gap": 0.2}]}
-    assert experiments.mean_gap(summary, 4) == pytest.approx(0.02)
-    assert experiments.mean_gap(summary) == pytest.approx(0.08)
-    assert experiments.mean_gap(summary, 30) is None
+    assert judging.mean_gap(summary, 4) == pytest.approx(0.02)
+    assert judging.mean_gap(summary) == pytest.approx(0.08)
+    assert judging.mean_gap(summary, 30) is None
 
 
 def test_load_post_trained_explains_a_missing_run(tmp_path):
@@ -140,8 +140,8 @@ def test_a_stored_result_with_other_settings_is_not_reused(tmp_path):
 
 
 def test_command_line_values_are_numbers_where_yaml_would_give_strings():
-    assert experiments._parse_value("1e-4") == 1e-4
-    assert experiments._parse_value("0.125") == 0.125 and experiments._parse_value("adamw") == "adamw"
+    assert protocol.parse_value("1e-4") == 1e-4
+    assert protocol.parse_value("0.125") == 0.125 and protocol.parse_value("adamw") == "adamw"
 
 
 def test_slope_counts_agree_with_to_prelu():

@@ -95,8 +95,8 @@ def test_readme_holds_the_generated_classroom_badge_block():
     from course_lib import notebook_meta
 
     assert notebook_meta.sync_readme(ROOT / "README.md") == [], (
-        "paste the output of `python -m course_lib.notebook_meta --readme-block` into README.md, or run "
-        "`python -m course_lib.notebook_meta --write` to refresh an existing block")
+        "paste the output of `python -m course_lib notebook-meta --readme-block` into README.md, or run "
+        "`python -m course_lib notebook-meta --write` to refresh an existing block")
 
 
 def test_sync_readme_rewrites_only_the_block(tmp_path):

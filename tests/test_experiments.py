@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from course_lib import experiments, train
+from course_lib import experiments, judging, results, train
 
 SMALL = dict(n_train=256, n_test=200, amp_bf16=False, channels_last=False, compile=False)
 
@@ -51,7 +51,7 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path, data_dir, monke
     with pytest.raises(KeyboardInterrupt):
         experiments.sweep(cfg, progress=False)
     monkeypatch.setattr(train, "save_checkpoint_atomic", original)
-    first = tmp_path / "b" / "runs" / f"{experiments.run_name('channel', 0.3, 0)}.json"
+    first = tmp_path / "b" / "runs" / f"{results.run_name('channel', 0.3, 0)}.json"
     stamp = first.stat().st_mtime_ns
     resumed = experiments.sweep(cfg, progress=False)
     assert first.stat().st_mtime_ns == stamp  # finished run read back, not recomputed
@@ -68,14 +68,14 @@ def test_torchrun_two_processes_agree_with_one(tmp_path, data_dir):
               f"data_dir={data_dir}", "posttrain_epochs=2", "posttrain_optimizer=sgd", "slope_lr_mult=1"]
     single, multi = tmp_path / "single", tmp_path / "multi"
     run = "channel:0.3:0"
-    assert experiments.main(["cifar", "--out", str(single), "--one-run", run, *common]) == 0
+    assert experiments.main(["--out", str(single), "--one-run", run, *common]) == 0
     shutil.copytree(single / "pretrain", multi / "pretrain")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "course_lib.experiments", "cifar", "--out", str(multi), "--one-run", run, *common],
+                           "-m", "course_lib", "cifar", "--out", str(multi), "--one-run", run, *common],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    name = experiments.run_name("channel", 0.3, 0)
+    name = results.run_name("channel", 0.3, 0)
     a = json.loads((single / "runs" / f"{name}.json").read_text())
     b = json.loads((multi / "runs" / f"{name}.json").read_text())
     assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.01)
@@ -90,7 +90,7 @@ def test_torchrun_two_processes_agree_with_one(tmp_path, data_dir):
     (dict(dataset="mnist"), "unknown dataset"),
     (dict(granularities=("neuron",)), "unknown granularity"),
     (dict(omegas=(0.1, -1.0)), "omega must be"),
-    (dict(learning_rate=0.1), "unknown experiment setting"),
+    (dict(learning_rate=0.1), "unknown setting"),
     (dict(seeds=()), "at least one seed"),
 ])
 def test_bad_config_values_are_clear_errors(overrides, message):
@@ -115,7 +115,7 @@ def test_summary_gap_is_interpolated_at_matched_napl():
     results = [run("channel", 0.1, 0, 10.0, 0.80), run("channel", 0.1, 1, 12.0, 0.82),  # mean (11, 0.81)
                run("channel", 1.0, 0, 3.0, 0.70), run("layer", 0.1, 0, 7.0, 0.60)]
     baseline = {"napl": 22.0, "test_accuracy": 0.9, "test_accuracy_train_form": 0.9, "parameters_deploy": 1}
-    summary = experiments.summarize(results, baseline)
+    summary = judging.summarize(results, baseline)
     channel = summary["curves"]["channel"]
     assert channel[0]["accuracy"] == pytest.approx(0.81) and channel[0]["napl"] == pytest.approx(11.0)
     gap = summary["gaps_at_matched_napl"][0]
@@ -129,19 +129,19 @@ def _summary_with_gap(gap):
 
     results = [run("channel", 0.1, s, 6.0, 0.80 + 0.001 * s) for s in range(2)]
     results += [run("layer", 0.1, s, 6.0, 0.80 - gap + 0.001 * s) for s in range(2)]
-    return experiments.summarize(results, {"napl": 22.0, "test_accuracy": 0.9, "test_accuracy_train_form": 0.9,
+    return judging.summarize(results, {"napl": 22.0, "test_accuracy": 0.9, "test_accuracy_train_form": 0.9,
                                            "parameters_deploy": 1}), results
 
 
 def test_verdict_reads_the_numbers():
     agree, results = _summary_with_gap(0.05)
-    assert "agrees with the paper" in experiments.verdict(agree)
+    assert "agrees with the paper" in judging.verdict(agree)
     disagree, _ = _summary_with_gap(-0.05)
-    assert "disagrees" in experiments.verdict(disagree)
-    assert "inconclusive" in experiments.verdict(_summary_with_gap(0.0)[0])
-    single_seed = experiments.summarize([r for r in results if r["seed"] == 0], None)
-    assert "single seed" in experiments.verdict(single_seed)
-    channel, layer = experiments.matched_pair(results)
+    assert "disagrees" in judging.verdict(disagree)
+    assert "inconclusive" in judging.verdict(_summary_with_gap(0.0)[0])
+    single_seed = judging.summarize([r for r in results if r["seed"] == 0], None)
+    assert "single seed" in judging.verdict(single_seed)
+    channel, layer = judging.matched_pair(results, agree)
     assert channel["granularity"] == "channel" and layer["granularity"] == "layer"
 
 
@@ -149,5 +149,5 @@ def test_diverged_runs_are_named_and_left_out():
     runs = [{"granularity": "channel", "omega": 1.0, "seed": 0, "napl": 3.0, "test_accuracy": 0.1, "diverged": True,
              "config": {}},
             {"granularity": "channel", "omega": 0.1, "seed": 0, "napl": 9.0, "test_accuracy": 0.7, "config": {}}]
-    summary = experiments.summarize(runs)
+    summary = judging.summarize(runs)
     assert summary["diverged_runs"] == ["channel-omega1-seed0"] and len(summary["curves"]["channel"]) == 1

@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from course_lib import experiments, imagenet, models
+from course_lib import imagenet, judging, models, results
 
 SMOKE_RESULT_KEYS = {"kind", "config", "train_config", "granularity", "omega", "seed", "test_accuracy", "test_loss",
                      "diverged", "napl", "path_length_histogram", "nonlinear_fraction", "slopes", "frozen_slopes",
@@ -122,7 +122,7 @@ def test_full_mode_without_imagenet_dir_fails_on_first_read(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(learning_rate=0.1), "unknown ImageNet setting"),
+    (dict(learning_rate=0.1), "unknown setting"),
     (dict(granularities=("neuron",)), "unknown granularity"),
     (dict(omegas=(-1.0,)), "omega must be"),
     (dict(reader="opencv"), "unknown reader"),
@@ -138,7 +138,7 @@ def test_unknown_mode_and_full_without_checkpoint_are_errors(capsys, tmp_path):
         imagenet.imagenet_config("quick")
     with pytest.raises(ValueError, match="give a checkpoint"):
         imagenet.pretrain(imagenet.imagenet_config("full", out_dir=str(tmp_path)))
-    for argv, message in [(["--mode", "quick"], "valid modes"), (["--set", "lr=1"], "unknown ImageNet setting"),
+    for argv, message in [(["--mode", "quick"], "valid modes"), (["--set", "lr=1"], "unknown setting"),
                           (["--set", "lr"], "KEY=VALUE")]:
         with pytest.raises(SystemExit):
             imagenet.main(argv)
@@ -155,7 +155,7 @@ def test_command_line_arguments_rebuild_the_config():
 def test_torchrun_command_for_one_and_several_nodes():
     one = imagenet.torchrun_command(8, 1, ["--mode", "full"])
     assert one[:3] == ["torchrun", "--standalone", "--nproc-per-node=8"]
-    assert one[-5:] == ["-m", "course_lib.experiments", "imagenet", "--mode", "full"]
+    assert one[-5:] == ["-m", "course_lib", "imagenet", "--mode", "full"]
     assert "--nnodes=2" in imagenet.torchrun_command(8, 2) and "--standalone" not in imagenet.torchrun_command(8, 2)
 
 
@@ -269,7 +269,7 @@ def test_smoke_sweep_end_to_end_then_resume_skips_finished_runs(tmp_path, data_d
     again = imagenet.sweep(cfg, progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.json")} == stamps
     assert [r["test_accuracy"] for r in again] == [r["test_accuracy"] for r in results]
-    assert experiments.summarize(again, baseline)["n_runs"] == len(results)
+    assert judging.summarize(again, baseline)["n_runs"] == len(results)
     other = imagenet.imagenet_config("smoke", out_dir=str(tmp_path), data_dir=str(data_dir), **FAST, image_size=48)
     with pytest.raises(ValueError, match="image_size: stored 64 vs now 48"):
         imagenet.sweep(other, progress=False)  # a stale result is never reused silently
@@ -280,12 +280,12 @@ def test_torchrun_two_processes_on_gloo(tmp_path, data_dir):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COURSE_DATA_DIR": str(data_dir)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "course_lib.experiments", "imagenet", "--mode", "smoke", "--out", str(out),
+                           "-m", "course_lib", "imagenet", "--mode", "smoke", "--out", str(out),
                            "--omegas", "0.1", "--granularities", "channel", "--no-progress",
                            "--set", "amp_bf16=false", "channels_last=false", "reader=torchvision"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((out / "runs" / f"{experiments.run_name('channel', 0.1, 0)}.json").read_text())
+    result = json.loads((out / "runs" / f"{results.run_name('channel', 0.1, 0)}.json").read_text())
     assert result["history"]["test"]["n"] == 4 * 16  # every val image once over the 2 ranks, none padded in
     assert result["napl"] < 22  # slopes moved and froze under DDP
     assert "64 val images" in proc.stdout

@@ -192,12 +192,12 @@ def test_image_grid_shows_one_column_per_class():
 
 
 def test_accuracy_vs_napl_plot_has_both_variants_and_labels():
-    from course_lib import experiments, viz
+    from course_lib import judging, viz
 
     runs = [{"granularity": g, "omega": w, "seed": s, "napl": n, "test_accuracy": a, "config": {}}
             for g, w, s, n, a in [("channel", 0.1, 0, 8.0, 0.7), ("channel", 0.1, 1, 8.5, 0.72),
                                   ("layer", 0.1, 0, 9.0, 0.65), ("layer", 0.1, 1, 9.0, 0.66)]]
-    summary = experiments.summarize(runs, {"napl": 22.0, "test_accuracy": 0.8, "test_accuracy_train_form": 0.8,
+    summary = judging.summarize(runs, {"napl": 22.0, "test_accuracy": 0.8, "test_accuracy_train_form": 0.8,
                                            "parameters_deploy": 1})
     fig = viz.plot_accuracy_vs_napl(summary, title="t")
     ax = fig.axes[0]

@@ -10,9 +10,9 @@ A package of three files, in reading order:
 2. `checkpoints.py`, the start network: a checkpoint (path or https url, optional sha256) of RepVGG in training or
    deploy form, ours or with the official DingXiaoH/RepVGG key names, detected from its keys, loaded strictly and
    fused to the deploy form.
-3. this file: `ImageNetConfig` with profiles smoke/cpu/full, `pretrain` (evaluate the checkpoint; or, in smoke/cpu
-   without one, pre-train the small net briefly), `post_train`, `sweep` and `main` (`python -m course_lib.experiments
-   imagenet`). Results have the same JSON shape as `course_lib.experiments.post_train`. Cost: `count_macs`
+3. this file: `ImageNetConfig` (values per mode in `profiles`), `pretrain` (evaluate the checkpoint; or, in
+   smoke/cpu without one, pre-train the small net briefly), `post_train`, `sweep` (on `course_lib.protocol`) and
+   `main` (`python -m course_lib imagenet`). Results have the same JSON shape as the CIFAR protocol's. Cost: `count_macs`
    (FlopCounterMode) and `estimate_cost` (GPU hours from a measured throughput).
 
 Paper: §4 of arXiv 2506.14386 (RepVGG-A2 on ImageNet, 10 post-training epochs). Ours (the paper is silent): the
@@ -24,8 +24,6 @@ our own.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -35,17 +33,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import config, linearize, models, paths, train
-from ..experiments import (
-    linearize_and_record,
-    reuse_if_same,
-    run_name,
-    stage_train_config,
-    stored_run,
-    summarize,
-    wait_for_rank0,
-)
-from ..results import provenance, read_json, write_json_atomic
+from .. import config, linearize, models, paths, protocol, train
+from ..errors import ConfigError
+from ..protocol import PRETRAIN, defines, setting
+from ..results import run_name
 from .checkpoints import checkpoint_format, from_official, load_checkpoint, start_network, to_official
 from .folder import (
     ENV_IMAGENET_DIR,
@@ -67,7 +58,7 @@ __all__ = [
     # start network (checkpoints.py)
     "load_checkpoint", "checkpoint_format", "from_official", "to_official", "start_network",
     # protocol, launching, cost (this file)
-    "IMAGENET_TRAIN_IMAGES", "ImageNetConfig", "PROFILES", "imagenet_config", "data_root", "pretrain", "post_train",
+    "IMAGENET_TRAIN_IMAGES", "ImageNetConfig", "imagenet_config", "data_root", "pretrain", "post_train",
     "sweep", "cli_args", "torchrun_command", "run_command", "parse_args", "count_macs", "measure_throughput",
     "estimate_cost", "main",
 ]
@@ -80,68 +71,29 @@ IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training images (val: 50,000)
 # ---------------------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ImageNetConfig:
-    """Everything that defines an ImageNet channel- vs layer-wise run. Stored in every result file."""
+class ImageNetConfig(protocol.ProtocolConfig):
+    """Everything that defines an ImageNet channel- vs layer-wise run (the shared fields are documented on
+    `protocol.ProtocolConfig`; values per mode in `profiles.TABLES["imagenet"]`). Stored in every result file."""
 
-    mode: str  # run mode this config was built for: smoke | cpu | full
-    imagenet_dir: str | None = None  # ImageFolder root; None: $IMAGENET_DIR, else (smoke/cpu) a generated folder
-    checkpoint: str | None = None  # start network: path or https url; None (smoke/cpu only): pre-train one here
-    checkpoint_sha256: str | None = None  # expected sha256 of the checkpoint file (None: not checked)
-    arch: str = "A2"  # RepVGG family member (A0 | A1 | A2), ImageNet strides
-    width_mult: float = 1.0  # multiplies every width (< 1 only in smoke/cpu)
-    image_size: int = 224  # training crop and evaluation centre crop, pixels
-    n_classes: int | None = None  # keep the first n class folders (None: all)
-    n_train_per_class: int | None = None  # training images per class (None: all)
-    n_val_per_class: int | None = None  # validation images per class (None: all)
-    generated_folder: tuple[int, int, int, int] = (4, 64, 16, 64)  # without imagenet_dir: classes, train and val
+    imagenet_dir: str | None = defines(PRETRAIN)  # ImageFolder root; None: $IMAGENET_DIR, else (smoke/cpu) generated
+    checkpoint: str | None = defines(PRETRAIN)  # start network: path or https url; None (smoke/cpu): pre-train here
+    checkpoint_sha256: str | None = defines(PRETRAIN)  # expected sha256 of the checkpoint file (None: not checked)
+    arch: str = defines(PRETRAIN)  # RepVGG family member (A0 | A1 | A2), ImageNet strides
+    width_mult: float = defines(PRETRAIN)  # multiplies every width (< 1 only in smoke/cpu)
+    image_size: int = defines(PRETRAIN)  # training crop and evaluation centre crop, pixels
+    n_classes: int | None = defines(PRETRAIN)  # keep the first n class folders (None: all)
+    n_train_per_class: int | None = defines(PRETRAIN)  # training images per class (None: all)
+    n_val_per_class: int | None = defines(PRETRAIN)  # validation images per class (None: all)
+    generated_folder: tuple[int, int, int, int] = defines(PRETRAIN)  # without imagenet_dir: classes, train and val
     # images per class, size in px of the CIFAR-10 ImageFolder `make_smoke_imagefolder` writes (smoke/cpu only)
-    batch_size: int = 256  # images per step, summed over all processes
-    eval_batch_size: int = 250  # per process
-    pretrain_epochs: int = 0  # only without a checkpoint (smoke/cpu): brief pre-training of the training form
-    pretrain_lr: float = 0.1  # SGD-Nesterov peak learning rate of that pre-training (cosine to 0)
-    posttrain_epochs: int = 10  # post-training epochs (paper: 10 on ImageNet)
-    posttrain_lr: float = 1e-4  # AdamW peak learning rate of the weights (cosine to 0); ours, see PROFILES
-    posttrain_optimizer: str = "adamw"  # as in the CIFAR protocol
-    slope_lr_mult: float = 100.0  # slopes learn at posttrain_lr x this = 1e-2, as in both CIFAR protocols (ours)
-    weight_decay: float = 1e-4  # on conv/linear weights only (RepVGG's ImageNet value); ours
-    omegas: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.015, 0.03, 0.06, 0.12)  # ω grid, both variants
-    granularities: tuple[str, ...] = ("channel", "layer")  # variants to run
-    seeds: tuple[int, ...] = (0, 1, 2)  # post-training seeds (data order, augmentation)
-    layer_scale: str = "channels"  # weight of a layer-wise slope in L0.5 (see linearize.l05_penalty)
-    freeze_tol: float = 0.01  # |α−1| < tol freezes a slope at 1 (paper: 0.01)
-    reader: str = "auto"  # JPEG decoding: "pil" | "torchvision" | "auto" (the faster, measured)
-    num_workers: int = 8  # DataLoader workers per process
-    out_dir: str = "runs/06_imagenet"  # where results and checkpoints go
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | ...
-    data_dir: str | None = None  # where CIFAR-10 is looked for first (generated folder only)
-    amp_bf16: bool | None = None  # None: config.system_knobs decides for the device
-    channels_last: bool | None = None  # None: config.system_knobs decides
-    compile: bool | None = None  # None: config.system_knobs decides
-    save_models: bool = False  # keep each post-trained net's weights next to its JSON (A2: 100 MB each)
+    reader: str = setting()  # JPEG decoding: "pil" | "torchvision" | "auto" (the faster, measured)
+    num_workers: int = setting()  # DataLoader workers per process
 
-    def train_config(self, stage: str, knobs: config.SystemKnobs) -> train.TrainConfig:
-        """The `TrainConfig` of `stage` ("pretrain" or "posttrain") with this config's system knobs resolved."""
-        return stage_train_config(self, stage, knobs)
-
-
-# full: the paper's protocol from a pretrained RepVGG-A2 (checkpoint required). AdamW at 1e-4 for the weights, as in
-# the ResNet-56 ablation: a well-trained network loses accuracy at 1e-3 (measured there on CIFAR; untested here on
-# ImageNet, no GPU was available to us). Slopes at 1e-2 as in both CIFAR protocols; 10 epochs of 5,004 steps give them
-# ample room to reach 1. The ω grid is the CIFAR `full` grid (same 7,808 channels, same penalty scale).
-# smoke and cpu: the ImageNet code path with a small net (A0 at 1/8 width, ~0.1 M parameters); without IMAGENET_DIR
-# they read a generated folder of upscaled CIFAR-10 images, so their accuracies say nothing about ImageNet. smoke
-# exercises the code path, not the science: its slopes learn at 0.3 so that some freeze within its 8 steps.
-PROFILES: dict[str, dict] = {
-    "smoke": dict(arch="A0", width_mult=0.125, image_size=64, n_classes=4, n_train_per_class=64, n_val_per_class=16,
-                  generated_folder=(4, 64, 16, 64), batch_size=32, eval_batch_size=64, pretrain_epochs=3,
-                  posttrain_epochs=1, posttrain_lr=1e-3, slope_lr_mult=300.0, omegas=(0.01, 0.1), seeds=(0,),
-                  num_workers=0, save_models=True, out_dir="runs/06_imagenet_smoke"),
-    "cpu": dict(arch="A0", width_mult=0.125, image_size=64, n_classes=10, n_train_per_class=500,
-                n_val_per_class=100, generated_folder=(10, 500, 100, 64), batch_size=64, eval_batch_size=250,
-                pretrain_epochs=15, posttrain_epochs=2, posttrain_lr=1e-3, slope_lr_mult=50.0,
-                omegas=(0.005, 0.02, 0.08), seeds=(0, 1), num_workers=1, out_dir="runs/06_imagenet_cpu"),
-    "full": dict(out_dir="runs/06_imagenet_full"),
-}
+    def problems(self) -> list[str]:
+        found = super().problems()
+        if self.reader != "auto" and self.reader not in READERS:
+            found.append(f"unknown reader {self.reader!r}; choose auto or one of {list(READERS)}")
+        return found
 
 
 def imagenet_config(mode: str = "auto", **overrides) -> ImageNetConfig:
@@ -151,43 +103,16 @@ def imagenet_config(mode: str = "auto", **overrides) -> ImageNetConfig:
     config, and the launch command built from it, exist before the data do).
 
     Raises:
-        ValueError: unknown mode, setting, granularity, layer scale or reader; a negative ω; no seeds.
+        ConfigError: unknown mode, setting, granularity, layer scale or reader; a negative ω; no seeds.
     """
-    mode = config.resolve_mode(mode)
-    valid = {f.name for f in dataclasses.fields(ImageNetConfig)} - {"mode"}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise ValueError(f"unknown ImageNet setting(s) {unknown}; valid settings are {sorted(valid)}")
-    values = {**PROFILES[mode], **{k: v for k, v in overrides.items() if v is not None}}
-    values.setdefault("imagenet_dir", os.environ.get(ENV_IMAGENET_DIR) or None)
-    for key in ("omegas", "seeds", "granularities", "generated_folder"):
-        if key in values:
-            values[key] = tuple(values[key])
-    cfg = ImageNetConfig(mode=mode, **values)
-    if any(not math.isfinite(w) or w < 0 for w in cfg.omegas):
-        raise ValueError(f"omega must be a finite number >= 0, got {cfg.omegas}")
-    for g in cfg.granularities:
-        if g not in linearize.GRANULARITIES:
-            raise ValueError(f"unknown granularity {g!r}; choose one of {list(linearize.GRANULARITIES)}")
-    if cfg.layer_scale not in linearize.LAYER_SCALES:
-        raise ValueError(f"unknown layer_scale {cfg.layer_scale!r}; choose one of {list(linearize.LAYER_SCALES)}")
-    if cfg.reader != "auto" and cfg.reader not in READERS:
-        raise ValueError(f"unknown reader {cfg.reader!r}; choose auto or one of {list(READERS)}")
-    if not cfg.seeds:
-        raise ValueError("at least one seed is needed")
-    return cfg
+    overrides = {"imagenet_dir": os.environ.get(ENV_IMAGENET_DIR) or None, **{k: v for k, v in overrides.items()
+                                                                             if v is not None}}
+    return protocol.build_config(ImageNetConfig, "imagenet", mode, overrides)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Stages
 # ---------------------------------------------------------------------------------------------------------------------
-
-def _context(cfg: ImageNetConfig) -> tuple[torch.device, config.SystemKnobs]:
-    device = config.select_device(cfg.device)
-    if device.type == "cuda" and train.init_distributed()[1] > 1:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device, config.system_knobs(device)
-
 
 def data_root(cfg: ImageNetConfig) -> Path:
     """The checked ImageFolder root: `cfg.imagenet_dir`, or in smoke/cpu without one, the generated CIFAR folder."""
@@ -196,22 +121,20 @@ def data_root(cfg: ImageNetConfig) -> Path:
         if train.is_main_process():
             n_classes, per_train, per_val, size = cfg.generated_folder
             make_smoke_imagefolder(folder, n_classes, per_train, per_val, size, root=cfg.data_dir)
-        wait_for_rank0()
+        protocol.wait_for_rank0()
         return check_imagefolder(folder)["root"]
     return check_imagefolder(cfg.imagenet_dir)["root"]
 
 
 def _loaders(cfg: ImageNetConfig, seed: int, device: torch.device, channels_last: bool):
+    rank, world, per_process = protocol.per_process_batch(cfg.batch_size)
     root = data_root(cfg)
-    rank, world = train.init_distributed()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
     sets = [image_folder(root, split, cfg.image_size, train=split == "train", reader=cfg.reader,
                          n_classes=cfg.n_classes, per_class=per)
             for split, per in (("train", cfg.n_train_per_class), ("val", cfg.n_val_per_class))]
     common = dict(device=device, channels_last=channels_last, rank=rank, world_size=world,
                   num_workers=cfg.num_workers)
-    return (ImageNetLoader(sets[0], cfg.batch_size // world, train=True, seed=seed, **common),
+    return (ImageNetLoader(sets[0], per_process, train=True, seed=seed, **common),
             ImageNetLoader(sets[1], cfg.eval_batch_size, train=False, **common), len(sets[0].classes))
 
 
@@ -234,15 +157,16 @@ def pretrain(cfg: ImageNetConfig, progress: bool = True) -> dict:
             stored baseline made with other settings.
         ImageNetNotFoundError: see `check_imagefolder`.
     """
+    stored = protocol.stored_pretrain(cfg)
+    if stored is not None:
+        return stored
     out = Path(cfg.out_dir) / "pretrain"
-    if (out / "result.json").exists():
-        return reuse_if_same(read_json(out / "result.json"), cfg, _PRETRAIN_FIELDS)
     if cfg.checkpoint is None and cfg.pretrain_epochs == 0:
-        raise ValueError("the ImageNet protocol starts from a pretrained network: give a checkpoint (a RepVGG "
+        raise ConfigError("the ImageNet protocol starts from a pretrained network: give a checkpoint (a RepVGG "
                          f"{cfg.arch} state dict, training or deploy form, ours or DingXiaoH/RepVGG's), or set "
                          "pretrain_epochs > 0 to pre-train a small one here (smoke/cpu only)")
-    device, knobs = _context(cfg)
-    tcfg = cfg.train_config("pretrain", knobs)
+    device, knobs = protocol.device_and_knobs(cfg)
+    tcfg = cfg.train_config(PRETRAIN, knobs)
     config.seed_everything(0)
     train_loader, val_loader, n_classes = _loaders(cfg, 0, device, tcfg.channels_last)
     start, history, source = time.time(), None, cfg.checkpoint
@@ -253,45 +177,22 @@ def pretrain(cfg: ImageNetConfig, progress: bool = True) -> dict:
         source = out / "train_form.pt"
         if train.is_main_process():
             train.save_checkpoint_atomic(source, {"model": net.cpu().state_dict()})
-        wait_for_rank0()
+        protocol.wait_for_rank0()
     deploy, train_form, form = start_network(load_checkpoint(source, cfg.checkpoint_sha256), cfg.arch,
                                              cfg.width_mult)
     if deploy.linear.out_features < n_classes:
         raise ValueError(f"the checkpoint has {deploy.linear.out_features} outputs but the folder {n_classes} classes")
     train_eval = train.evaluate(train_form.to(device), val_loader, tcfg.amp_bf16) if train_form is not None else None
     deploy_eval = train.evaluate(deploy.to(device), val_loader, tcfg.amp_bf16)
-    result = {
-        "kind": "pretrain",
-        "config": asdict(cfg),
-        "train_config": asdict(tcfg),
-        "checkpoint": str(source),
-        "checkpoint_form": form,
-        "test_accuracy_train_form": train_eval["accuracy"] if train_eval else None,
-        "test_accuracy": deploy_eval["accuracy"],
-        "test_loss": deploy_eval["loss"],
-        "test_images": deploy_eval["n"],
-        "napl": paths.napl(deploy.cpu(), _input_shape(cfg)),
-        "parameters_train_form": models.count_parameters(train_form) if train_form is not None else None,
-        "parameters_deploy": models.count_parameters(deploy),
-        "widths": models.repvgg_widths(cfg.arch, cfg.width_mult),
-        "history": history,
-        "wall_time_s": round(time.time() - start, 1),
-        "provenance": provenance(device),
-    }
-    if train.is_main_process():
-        train.save_checkpoint_atomic(out / "deploy.pt", {"model": deploy.cpu().state_dict(), "config": asdict(cfg)})
-        write_json_atomic(out / "result.json", result)
-        (out / "checkpoint.pt").unlink(missing_ok=True)
-    wait_for_rank0()
-    return result
-
-
-# The fields that define a stored result: a finished stage is reused only when they are unchanged.
-_PRETRAIN_FIELDS = ("imagenet_dir", "checkpoint", "checkpoint_sha256", "arch", "width_mult", "image_size", "n_classes",
-                    "n_train_per_class", "n_val_per_class", "generated_folder", "batch_size", "pretrain_epochs",
-                    "pretrain_lr", "weight_decay")
-_POSTTRAIN_FIELDS = ("posttrain_epochs", "posttrain_lr", "posttrain_optimizer", "slope_lr_mult", "layer_scale",
-                     "freeze_tol")
+    result = protocol.stage_record(
+        "pretrain", cfg, tcfg, start, device, checkpoint=str(source), checkpoint_form=form,
+        test_accuracy_train_form=train_eval["accuracy"] if train_eval else None,
+        test_accuracy=deploy_eval["accuracy"], test_loss=deploy_eval["loss"], test_images=deploy_eval["n"],
+        napl=paths.napl(deploy.cpu(), _input_shape(cfg)),
+        parameters_train_form=models.count_parameters(train_form) if train_form is not None else None,
+        parameters_deploy=models.count_parameters(deploy), widths=models.repvgg_widths(cfg.arch, cfg.width_mult),
+        history=history)
+    return protocol.store_start_network(cfg, deploy, result)
 
 
 def _load_deploy(cfg: ImageNetConfig) -> nn.Module:
@@ -302,24 +203,24 @@ def _load_deploy(cfg: ImageNetConfig) -> nn.Module:
 def post_train(cfg: ImageNetConfig, granularity: str, omega: float, seed: int, progress: bool = True) -> dict:
     """Linearize the start network with one (granularity, ω, seed); write `<out_dir>/runs/<run_name>.json`.
 
-    Exactly `experiments.post_train` on ImageNet loaders: ReLU -> PReLU (slopes at 0), cross-entropy + ω·L0.5,
+    The CIFAR protocol's post-training (`protocol.linearize_and_record`) on ImageNet loaders: ReLU -> PReLU (slopes at 0), cross-entropy + ω·L0.5,
     slopes within `freeze_tol` of 1 frozen after every step. Needs `pretrain(cfg)`. Skips a finished run; resumes an
     interrupted one from its epoch checkpoint. Rank 0 writes.
 
     Returns:
-        The result, with the keys of `experiments.post_train` (test_accuracy is top-1 on the val folder).
+        The result, with the keys of `protocol.linearize_and_record` (test_accuracy is top-1 on the val folder).
     """
-    stored = stored_run(cfg, granularity, omega, seed, _PRETRAIN_FIELDS + _POSTTRAIN_FIELDS)
+    stored = protocol.stored_run(cfg, granularity, omega, seed)
     if stored is not None:
         return stored
-    device, knobs = _context(cfg)
+    device, knobs = protocol.device_and_knobs(cfg)
     tcfg = cfg.train_config("posttrain", knobs)
     config.seed_everything(seed)
     shape = _input_shape(cfg)
     net = linearize.to_prelu(_load_deploy(cfg), granularity, input_shape=shape).to(device)
     train_loader, val_loader, _ = _loaders(cfg, seed, device, tcfg.channels_last)
-    return linearize_and_record(cfg, net, train_loader, val_loader, tcfg, granularity, omega, seed, device,
-                                input_shape=shape, progress=progress)
+    return protocol.linearize_and_record(cfg, net, train_loader, val_loader, tcfg, granularity, omega, seed, device,
+                                         input_shape=shape, progress=progress)
 
 
 def sweep(cfg: ImageNetConfig, progress: bool = True) -> list[dict]:
@@ -327,16 +228,7 @@ def sweep(cfg: ImageNetConfig, progress: bool = True) -> list[dict]:
 
     Interrupt it and call it again: finished runs are read back, the unfinished one resumes from its last epoch.
     """
-    from tqdm.auto import tqdm
-
-    baseline = pretrain(cfg, progress=progress)
-    grid = [(g, w, s) for g in cfg.granularities for w in cfg.omegas for s in cfg.seeds]
-    results = []
-    for g, w, s in tqdm(grid, desc="sweep", disable=not progress or None if train.is_main_process() else True):
-        results.append(post_train(cfg, g, w, s, progress=progress))
-        if train.is_main_process():
-            write_json_atomic(Path(cfg.out_dir) / "summary.json", summarize(results, baseline))
-    return results
+    return protocol.sweep(cfg, pretrain, post_train, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -375,7 +267,7 @@ def torchrun_command(nproc_per_node: int, nnodes: int = 1, args: list[str] | Non
     """
     nodes = (["--standalone"] if nnodes == 1 else
              [f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}", "--rdzv-id=imagenet06"])
-    return [*(launcher or ["torchrun"]), *nodes, f"--nproc-per-node={nproc_per_node}", "-m", "course_lib.experiments",
+    return [*(launcher or ["torchrun"]), *nodes, f"--nproc-per-node={nproc_per_node}", "-m", "course_lib",
             "imagenet", *(args or [])]
 
 
@@ -450,21 +342,10 @@ def estimate_cost(cfg: ImageNetConfig, forward_images_per_s: float, n_train: int
 # Command line
 # ---------------------------------------------------------------------------------------------------------------------
 
-def _parse_value(text: str):
-    """JSON first (so `1e-4` is a number, which YAML 1.1 reads as a string), then YAML (bare words, paths)."""
-    import json
-
-    import yaml
-
-    try:
-        return json.loads(text)
-    except ValueError:
-        return yaml.safe_load(text)
-
-
-def parse_args(argv: list[str]) -> tuple[ImageNetConfig, argparse.Namespace]:
+def parse_args(argv: list[str], prog: str = "python -m course_lib imagenet"
+               ) -> tuple[ImageNetConfig, argparse.Namespace]:
     """The config and options of a command line (see `main`); a bad setting exits with one clear message."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib.experiments imagenet",
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="RepVGG-A2 channel- vs layer-wise linearization on ImageNet "
                                                  "(course_lib.imagenet). Run it under torchrun for several GPUs.")
     parser.add_argument("--mode", default="auto", help="auto|smoke|cpu|full")
@@ -482,10 +363,7 @@ def parse_args(argv: list[str]) -> tuple[ImageNetConfig, argparse.Namespace]:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        bad = [item for item in args.set if "=" not in item]
-        if bad:
-            raise ValueError(f"--set expects KEY=VALUE, got {bad}")
-        overrides = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+        overrides = protocol.parse_overrides(args.set)
         cfg = imagenet_config(args.mode, imagenet_dir=args.imagenet_dir, checkpoint=args.checkpoint,
                               checkpoint_sha256=args.checkpoint_sha256, omegas=args.omegas, seeds=args.seeds,
                               granularities=args.granularities, num_workers=args.workers, out_dir=args.out,
@@ -495,16 +373,16 @@ def parse_args(argv: list[str]) -> tuple[ImageNetConfig, argparse.Namespace]:
     return cfg, args
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m course_lib.experiments imagenet [options]` (also under torchrun); see `--help`."""
+def main(argv: list[str] | None = None, prog: str = "python -m course_lib imagenet") -> int:
+    """`python -m course_lib imagenet [options]` (also under torchrun); see `--help`."""
     import sys
 
-    cfg, args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    cfg, args = parse_args(sys.argv[1:] if argv is None else list(argv), prog)
     progress = not args.no_progress
     if args.one_run:
-        granularity, omega, seed = args.one_run.split(":")
+        granularity, omega, seed = protocol.parse_one_run(args.one_run)
         pretrain(cfg, progress=progress)
-        results = [post_train(cfg, granularity, float(omega), int(seed), progress=progress)]
+        results = [post_train(cfg, granularity, omega, seed, progress=progress)]
     else:
         results = sweep(cfg, progress=progress)
     if train.is_main_process():

@@ -1,0 +1,8 @@
+"""`python -m course_lib <command>`: see `course_lib.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""What each run mode means in numbers, for every protocol and notebook, in one place.
+
+A *table* maps a run mode (`smoke`, `cpu`, `full`) to settings. The protocol tables (`cifar-repvgg`,
+`cifar-resnet56`, `imagenet`) hold every field of their config: `defaults` first (the paper-scale protocol, or our
+choice where the paper is silent), then what each mode changes. The notebook tables (`01_function_spaces`, ...) hold the
+sizes a notebook uses when its parameters cell leaves them at None. `sizes(table, mode)` merges the two levels.
+
+Why each number is what it is, where it is not obvious, is said next to it. The protocols' fields are documented on
+their config classes (`experiments.ExperimentConfig`, `imagenet.ImageNetConfig`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+__all__ = ["TABLES", "MODES", "sizes"]
+
+MODES = ("smoke", "cpu", "full")
+
+_FULL_OMEGAS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.015, 0.03, 0.06, 0.12)
+
+# Fields shared by both CIFAR networks (their defaults; the network tables change some).
+_CIFAR_DEFAULTS = dict(
+    network="repvgg", dataset="cifar10", arch="A0", width_mult=1.0, n_train=None, n_test=None, batch_size=128,
+    eval_batch_size=1000,
+    pretrain_epochs=200,  # chenyaofo's CIFAR RepVGG recipe uses 200
+    pretrain_lr=0.1, posttrain_epochs=60,  # paper: 60 on CIFAR-100
+    posttrain_lr=1e-3,  # ours
+    posttrain_optimizer="adamw",  # ours: SGD at any rate that moves the slopes destabilises the BN-free net
+    slope_lr_mult=10.0, weight_decay=5e-4, omegas=(0.005, 0.015, 0.04, 0.1), granularities=("channel", "layer"),
+    seeds=(0, 1, 2), pretrain_seed=0, layer_scale="channels", freeze_tol=0.01, out_dir="runs/04_cifar", device="auto",
+    data_dir=None, amp_bf16=None, channels_last=None, compile=None, save_models=True,
+)
+
+TABLES: dict[str, dict[str, dict]] = {
+    # Notebook 04: the plain RepVGG-style net. `cpu` fits about an hour on 2 CPU cores; `full` is the paper-scale
+    # protocol on a GPU. smoke exercises the code path, not the science: slopes learn 100x faster so that some freeze
+    # in 32 steps.
+    "cifar-repvgg": {
+        "defaults": _CIFAR_DEFAULTS,
+        "smoke": dict(arch="A0", width_mult=0.125, n_train=4096, n_test=1000, pretrain_epochs=2, posttrain_epochs=1,
+                      slope_lr_mult=100.0, omegas=(0.01, 0.1), seeds=(0,)),
+        "cpu": dict(arch="A0", width_mult=0.125, pretrain_epochs=15, posttrain_epochs=3,
+                    omegas=(0.005, 0.015, 0.04, 0.1), seeds=(0, 1)),
+        "full": dict(arch="A2", width_mult=1.0, pretrain_epochs=200, posttrain_epochs=60, omegas=_FULL_OMEGAS,
+                     seeds=(0, 1, 2), save_models=False),
+    },
+    # Notebook 05: the ablation from the pretrained akamaster ResNet-56. Its "pre-training" fine-tunes those weights
+    # (trained on the original PNG CIFAR-10) on the course's files with SGD at a small learning rate, then folds BN.
+    # Post-training uses AdamW at 1e-4 for the weights (measured here: at 1e-3 the pretrained ResNet-56 falls to
+    # chance within 16 steps even with ω = 0; at 1e-4 it keeps its accuracy) and slopes at 1e-2 as in notebook 04
+    # (x100). `cpu` fits about 45 min on 2 idle CPU cores (a training step of ResNet-56 costs ~6x one of the A0/8 plain
+    # net), hence a 15k-image training subset and 1 post-training epoch with slopes at 4e-2 (under the cosine schedule
+    # a slope moves at most about half of lr x steps: 2.4 here); smoke moves slopes at 0.2 so that some freeze in its
+    # 32 steps of batch 32 (small batches keep notebook 05 under Binder's 1.5 GB: ResNet-56 activations of a batch of
+    # 128 take ~0.6 GB).
+    "cifar-resnet56": {
+        "defaults": {**_CIFAR_DEFAULTS, "network": "resnet56", "out_dir": "runs/05_resnet56"},
+        "smoke": dict(n_train=1024, n_test=500, batch_size=32, eval_batch_size=100, pretrain_epochs=0,
+                      posttrain_epochs=1, posttrain_lr=1e-4, slope_lr_mult=2000.0, omegas=(0.01, 0.1), seeds=(0,)),
+        "cpu": dict(n_train=15360, pretrain_epochs=1, pretrain_lr=0.01, posttrain_epochs=1, posttrain_lr=1e-4,
+                    slope_lr_mult=400.0, omegas=(0.002, 0.006, 0.06), seeds=(0, 1)),
+        "full": dict(pretrain_epochs=10, pretrain_lr=0.01, posttrain_epochs=60, posttrain_lr=1e-4,
+                     slope_lr_mult=100.0, omegas=_FULL_OMEGAS, seeds=(0, 1, 2), save_models=False),
+    },
+    # Notebook 06. full: the paper's protocol from a pretrained RepVGG-A2 (checkpoint required). AdamW at 1e-4 for the
+    # weights, as in the ResNet-56 ablation: a well-trained network loses accuracy at 1e-3 (measured there on CIFAR;
+    # untested here on ImageNet, no GPU was available to us). Slopes at 1e-2 as in both CIFAR protocols; 10 epochs of
+    # 5,004 steps give them ample room to reach 1. The ω grid is the CIFAR `full` grid (same 7,808 channels, same
+    # penalty scale). smoke and cpu: the ImageNet code path with a small net (A0 at 1/8 width, ~0.1 M parameters);
+    # without IMAGENET_DIR they read a generated folder of upscaled CIFAR-10 images, so their accuracies say nothing
+    # about ImageNet. smoke exercises the code path, not the science: its slopes learn at 0.3 so that some freeze
+    # within its 8 steps.
+    "imagenet": {
+        "defaults": dict(
+            imagenet_dir=None, checkpoint=None, checkpoint_sha256=None, arch="A2", width_mult=1.0, image_size=224,
+            n_classes=None, n_train_per_class=None, n_val_per_class=None, generated_folder=(4, 64, 16, 64),
+            batch_size=256, eval_batch_size=250, pretrain_epochs=0, pretrain_lr=0.1,
+            posttrain_epochs=10,  # paper: 10 on ImageNet
+            posttrain_lr=1e-4, posttrain_optimizer="adamw", slope_lr_mult=100.0,
+            weight_decay=1e-4,  # RepVGG's ImageNet value
+            omegas=_FULL_OMEGAS, granularities=("channel", "layer"), seeds=(0, 1, 2), layer_scale="channels",
+            freeze_tol=0.01, reader="auto", num_workers=8, out_dir="runs/06_imagenet", device="auto", data_dir=None,
+            amp_bf16=None, channels_last=None, compile=None,
+            save_models=False,  # A2: 100 MB a run
+        ),
+        "smoke": dict(arch="A0", width_mult=0.125, image_size=64, n_classes=4, n_train_per_class=64,
+                      n_val_per_class=16, generated_folder=(4, 64, 16, 64), batch_size=32, eval_batch_size=64,
+                      pretrain_epochs=3, posttrain_epochs=1, posttrain_lr=1e-3, slope_lr_mult=300.0,
+                      omegas=(0.01, 0.1), seeds=(0,), num_workers=0, save_models=True,
+                      out_dir="runs/06_imagenet_smoke"),
+        "cpu": dict(arch="A0", width_mult=0.125, image_size=64, n_classes=10, n_train_per_class=500,
+                    n_val_per_class=100, generated_folder=(10, 500, 100, 64), batch_size=64, eval_batch_size=250,
+                    pretrain_epochs=15, posttrain_epochs=2, posttrain_lr=1e-3, slope_lr_mult=50.0,
+                    omegas=(0.005, 0.02, 0.08), seeds=(0, 1), num_workers=1, out_dir="runs/06_imagenet_cpu"),
+        "full": dict(out_dir="runs/06_imagenet_full"),
+    },
+    # Notebook 06's own checks: the input size of its A2 checks (smoke: smaller, same maths) and the processes it
+    # launches here (smoke and cpu run in the kernel: two torchrun workers would each load torch, over Binder's memory).
+    "06_imagenet_repvgg_a2": {
+        "defaults": dict(check_image_size=224, processes=None),  # None: this machine's GPUs
+        "smoke": dict(check_image_size=64, processes=1),
+        "cpu": dict(processes=1),
+        "full": {},
+    },
+    # Notebook 01: random inputs per Proposition-1 error measurement and the ε grid (from 0.1 down to 1e-4).
+    "01_function_spaces": {
+        "defaults": dict(n_inputs=1000, eps_points=7),
+        "smoke": dict(n_inputs=200, eps_points=4),
+        "cpu": {},
+        "full": {},
+    },
+    # Notebook 02: a small pre-training and post-training on the lossless 4,000-image CIFAR-10 subset.
+    "02_prelu_linearization": {
+        "defaults": dict(n_train=4000, pretrain_epochs=10, posttrain_epochs=4, slope_lr_mult=30.0, omegas=(0.01, 0.1),
+                         n_test=None),  # None: every lossless test image
+        "smoke": dict(n_train=2048, pretrain_epochs=2, posttrain_epochs=2, slope_lr_mult=100.0, n_test=500),
+        "cpu": {},
+        "full": {},
+    },
+}
+
+
+def sizes(table: str, mode: str) -> dict:
+    """The settings of `table` in run mode `mode` (`smoke`, `cpu` or `full`): its defaults, then the mode's changes.
+
+    Raises:
+        ValueError: an unknown table or mode, listing the valid ones.
+    """
+    if table not in TABLES:
+        raise ValueError(f"unknown profile table {table!r}; valid tables are {', '.join(TABLES)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown run mode {mode!r} for profile {table!r}; use one of {', '.join(MODES)} "
+                         "(resolve 'auto' with config.resolve_mode first)")
+    return copy.deepcopy({**TABLES[table]["defaults"], **TABLES[table][mode]})
