@@ -56,12 +56,14 @@ class LinearizablePReLU(nn.Module):
     Args:
         num_channels: number of channels C of the input (N, C, ...).
         granularity: "channel" (alpha has shape (C,)) or "layer" (alpha has shape (1,), shared by all channels).
+        device, dtype: of `alpha` (the `frozen` mask is bool on the same device), as for any torch module.
 
     Raises:
         ValueError: for an unknown `granularity` or `num_channels` < 1.
     """
 
-    def __init__(self, num_channels: int, granularity: str):
+    def __init__(self, num_channels: int, granularity: str, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None):
         super().__init__()
         _check_choice("granularity", granularity, GRANULARITIES)
         if num_channels < 1:
@@ -69,8 +71,8 @@ class LinearizablePReLU(nn.Module):
         self.num_channels = int(num_channels)
         self.granularity = granularity
         shape = (self.num_channels,) if granularity == "channel" else (1,)
-        self.alpha = nn.Parameter(torch.zeros(shape))  # α = 0: exactly ReLU
-        self.register_buffer("frozen", torch.zeros(shape, dtype=torch.bool))
+        self.alpha = nn.Parameter(torch.zeros(shape, device=device, dtype=dtype))  # α = 0: exactly ReLU
+        self.register_buffer("frozen", torch.zeros(shape, device=device, dtype=torch.bool))
 
     @property
     def lr_scale(self) -> float:
@@ -112,6 +114,14 @@ class LinearizablePReLU(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _device_dtype(model: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
+    """Device and floating dtype of the model's first parameter (None, None for a model without parameters)."""
+    param = next(model.parameters(), None)
+    if param is None:
+        return None, None
+    return param.device, param.dtype if param.is_floating_point() else None
+
+
 def to_prelu(
     model: nn.Module,
     granularity: Granularity,
@@ -122,7 +132,8 @@ def to_prelu(
     """A deep copy of `model` with every `nn.ReLU` module (at any depth) replaced by a `LinearizablePReLU`.
 
     Channel counts are read from one forward pass on zeros of `input_shape` in eval mode (the copy's training flag is
-    restored afterwards). With `alpha_init=0` the copy computes exactly the same function as `model`.
+    restored afterwards). With `alpha_init=0` the copy computes exactly the same function as `model`. The slopes get
+    the device and dtype of `model`'s parameters (the meta device included: only shapes are needed).
 
     Paper: ReLU → PReLU, slopes initialised so that post-training starts from the pretrained network (§3).
 
@@ -149,9 +160,8 @@ def to_prelu(
 
     handles = [m.register_forward_hook(record) for m in relus.values()]
     was_training = new.training
-    param = next(new.parameters(), None)
-    probe = torch.zeros(input_shape, device=param.device if param is not None else None,
-                        dtype=param.dtype if param is not None else None)
+    device, dtype = _device_dtype(new)
+    probe = torch.zeros(input_shape, device=device, dtype=dtype)
     try:
         new.eval()
         with torch.no_grad():
@@ -166,9 +176,7 @@ def to_prelu(
         if len(channels[key]) != 1:
             found = "never reached" if not channels[key] else f"reached with channel counts {sorted(channels[key])}"
             raise ValueError(f"cannot size the PReLU for {module!r}: {found} by a forward pass on {input_shape}")
-        prelu = LinearizablePReLU(channels[key].pop(), granularity)
-        if param is not None:
-            prelu.to(device=param.device, dtype=param.dtype)  # dtype casts alpha only, not the bool mask
+        prelu = LinearizablePReLU(channels[key].pop(), granularity, device=device, dtype=dtype)
         with torch.no_grad():
             prelu.alpha.fill_(alpha_init)
         replacements[key] = prelu.train(was_training)
@@ -217,12 +225,12 @@ def slope_counts(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)
         channels[id(module)] = int(output.shape[1])
 
     handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.ReLU)]
-    param = next(model.parameters())
+    device, dtype = _device_dtype(model)
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(input_shape, device=param.device, dtype=param.dtype))
+            model(torch.zeros(input_shape, device=device, dtype=dtype))
     finally:
         for h in handles:
             h.remove()
@@ -267,7 +275,8 @@ def l05_penalty(model: nn.Module, layer_scale: LayerScale = "channels") -> torch
         layer_scale: "channels" or "one", the weight of a layer-wise slope (see above).
 
     Returns:
-        A 0-dim tensor that requires grad (a zero one if the model has no unfrozen slope).
+        A 0-dim tensor that requires grad (a zero one if the model has no unfrozen slope), in the slopes' dtype and on
+        their device (a model without slopes: those of its parameters).
 
     Raises:
         ValueError: for an unknown `layer_scale`.
@@ -279,7 +288,8 @@ def l05_penalty(model: nn.Module, layer_scale: LayerScale = "channels") -> torch
         weight = m.num_channels if (m.granularity == "layer" and layer_scale == "channels") else 1
         terms.append(weight * (1 - alpha).abs().clamp_min(_PENALTY_EPS).sqrt().sum())
     if not terms:
-        return torch.zeros((), requires_grad=True)
+        device, dtype = _device_dtype(model)
+        return torch.zeros((), device=device, dtype=dtype, requires_grad=True)
     return torch.stack(terms).sum()
 
 
@@ -392,14 +402,22 @@ def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return folded
 
 
+def _float64(t: torch.Tensor) -> torch.Tensor:
+    """`t` in float64, on the CPU if its device has no float64 (Apple's mps)."""
+    return t.to(device="cpu" if t.device.type == "mps" else t.device, dtype=torch.float64)
+
+
 def _merge_convs(first: nn.Conv2d, second: nn.Conv2d) -> nn.Conv2d:
-    """The conv equal to second(first(x)) away from the borders (see `merge_linear`)."""
+    """The conv equal to second(first(x)) away from the borders (see `merge_linear`).
+
+    Composed in float64 whatever the convs' dtype, then stored in the device and dtype of `first`.
+    """
     (s1h, s1w), (s2h, s2w) = _pair(first.stride), _pair(second.stride)
     (p1h, p1w), (p2h, p2w) = _pair(first.padding), _pair(second.padding)
-    w1, w2 = first.weight.double(), second.weight.double()  # (C1, C0, k1h, k1w), (C2, C1, k2h, k2w)
+    w1, w2 = _float64(first.weight), _float64(second.weight)  # (C1, C0, k1h, k1w), (C2, C1, k2h, k2w)
     # W[c2, c0, j·s1 + i] = Σ_{c1} W2[c2, c1, j]·W1[c1, c0, i]: a transposed conv with W2 as input, W1 as kernel.
     weight = F.conv_transpose2d(w2, w1, stride=(s1h, s1w))  # (C2, C0, k1 + (k2-1)·s1) per dim
-    bias = _bias(second).double() + w2.sum(dim=(2, 3)) @ _bias(first).double()  # b2 + Σ W2·b1
+    bias = _float64(_bias(second)) + w2.sum(dim=(2, 3)) @ _float64(_bias(first))  # b2 + Σ W2·b1
     return _conv_with(weight, bias, (s1h * s2h, s1w * s2w), (p1h + p2h * s1h, p1w + p2w * s1w), first.weight)
 
 
@@ -425,7 +443,7 @@ def merge_linear(model: PlainConvNet) -> PlainConvNet:
             the result matches `model` in eval mode) and activations.
 
     Returns:
-        A new `PlainConvNet` with the same training flag; `model` is untouched.
+        A new `PlainConvNet` with the same training flag, device and dtype; `model` is untouched.
     """
     layers: list[nn.Module] = []
     for layer in model.features:
@@ -469,7 +487,7 @@ def learned_skips(model: PlainConvNet, x: torch.Tensor) -> list[dict[str, float]
 
     Args:
         model: a `PlainConvNet` whose activations are `LinearizablePReLU` (e.g. after channel-wise post-training).
-        x: a batch of inputs (N, C, H, W) on the model's device.
+        x: a batch of inputs (N, C, H, W); it is moved to the model's device and dtype.
 
     Returns:
         One dict per PReLU layer followed by a conv: {"layer", "linear_channels", "channels", "skip_norm",
@@ -478,7 +496,8 @@ def learned_skips(model: PlainConvNet, x: torch.Tensor) -> list[dict[str, float]
     """
     layers = list(model.features)
     out: list[dict[str, float]] = []
-    h = x
+    device, dtype = _device_dtype(model)
+    h = x.to(device=device, dtype=dtype)
     for i, layer in enumerate(layers):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         if isinstance(layer, LinearizablePReLU) and isinstance(nxt, nn.Conv2d):

@@ -81,7 +81,10 @@ class _PathTracer(fx.Tracer):
 
 
 def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
-    """Trace `model` symbolically and record every node's output shape (in eval mode, without grad)."""
+    """Trace `model` symbolically and record every node's output shape (in eval mode, without grad).
+
+    The dummy input has the device and floating dtype of the model's first parameter (the meta device works too).
+    """
     gm = fx.GraphModule(model, _PathTracer().trace(model))
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -124,14 +127,17 @@ def _is_cat(node: fx.Node) -> bool:
 
 
 def _activation_fraction(node: fx.Node, modules: dict[str, nn.Module]) -> float | None:
-    """Nonlinear fraction p of an activation node, or None if the node is not an activation."""
+    """Nonlinear fraction p of an activation node, or None if the node is not an activation.
+
+    The fraction is taken in float64 on the CPU, whatever the model's device and dtype (mps has no float64).
+    """
     if node.op == "call_module":
         m = modules[node.target]
         if callable(getattr(m, "nonlinear_mask", None)):
             mask = m.nonlinear_mask()  # bool (C,), True where the channel is still nonlinear
-            return float(mask.to(torch.float64).mean())
+            return float(mask.cpu().to(torch.float64).mean())
         if isinstance(m, nn.PReLU):  # a slope of exactly 1 is the identity; one shared slope covers all channels
-            return float((m.weight.detach() != 1).to(torch.float64).mean())
+            return float((m.weight.detach() != 1).cpu().to(torch.float64).mean())
         if isinstance(m, nn.LeakyReLU):
             return 0.0 if m.negative_slope == 1 else 1.0
         return 1.0 if isinstance(m, _ACTIVATION_MODULES) else None

@@ -131,7 +131,7 @@ def residual_as_wide_layer(W: Tensor, b: Tensor, phi: str, eps: float) -> WideLa
         eps: ε > 0; smaller is more accurate but needs read-out weights of size 1/ε.
 
     Returns:
-        The `WideLayer` with float64 weights.
+        The `WideLayer` with float64 weights on the device of `W`.
 
     Raises:
         ValueError: for an unknown `phi`, a non-positive `eps` or shapes that do not match.
@@ -145,13 +145,13 @@ def residual_as_wide_layer(W: Tensor, b: Tensor, phi: str, eps: float) -> WideLa
     d = W.shape[0]
     if W.shape != (d, d) or b.shape != (d,):
         raise ValueError(f"need W of shape (d, d) and b of shape (d,), got {tuple(W.shape)} and {tuple(b.shape)}")
-    eye = torch.eye(d, dtype=_DTYPE)
+    eye = torch.eye(d, dtype=_DTYPE, device=W.device)
     scale = 1.0 / (eps * act.dphi_c)
     return WideLayer(
         W1=torch.cat([W, eps * eye]),  # (2d, d)
-        b1=torch.cat([b, torch.full((d,), act.c, dtype=_DTYPE)]),  # (2d,)
+        b1=torch.cat([b, torch.full((d,), act.c, dtype=_DTYPE, device=W.device)]),  # (2d,)
         A=torch.cat([eye, scale * eye], dim=1),  # (d, 2d)
-        b2=torch.full((d,), -act.phi_c * scale, dtype=_DTYPE),  # (d,)
+        b2=torch.full((d,), -act.phi_c * scale, dtype=_DTYPE, device=W.device),  # (d,)
         phi=phi,
     )
 
@@ -250,7 +250,8 @@ def find_collision(W: Tensor, b: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]
         seed: seed for the free choices (x₁, or the positive coordinates of z).
 
     Returns:
-        (x₁, x₂), float64, each of shape (d,), with x₁ != x₂.
+        (x₁, x₂), float64, each of shape (d,), with x₁ != x₂, on the device of `W` (the free choices are drawn on the
+        CPU, so they do not depend on the device).
 
     Raises:
         ValueError: if W is not square or b does not have shape (d,).
@@ -267,9 +268,9 @@ def find_collision(W: Tensor, b: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]
     _, s, Vh = torch.linalg.svd(W)  # s descending, (d,)
     # Same rank tolerance as torch.linalg.matrix_rank; s[0] = 0 (W = 0) counts as singular too.
     if s[-1] <= s[0] * d * torch.finfo(_DTYPE).eps:
-        x1 = torch.randn(d, generator=gen, dtype=_DTYPE)
+        x1 = torch.randn(d, generator=gen, dtype=_DTYPE).to(W.device)
         return x1, x1 + Vh[-1]  # W·Vh[-1] ≈ 0
-    z = 1.0 + torch.rand(d, generator=gen, dtype=_DTYPE)  # (d,) positive coordinates in [1, 2)
+    z = (1.0 + torch.rand(d, generator=gen, dtype=_DTYPE)).to(W.device)  # (d,) positive coordinates in [1, 2)
     z1, z2 = z.clone(), z.clone()
     z1[0], z2[0] = -1.0, -2.0  # both negative, so relu sends both to 0
     x1 = torch.linalg.solve(W, z1 - b)

@@ -8,6 +8,7 @@ strictly and fused; the deploy form is what gets linearized. Part of `course_lib
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -17,7 +18,24 @@ from torch import nn
 from .. import data, models
 from ..models.pretrained import load_state_dict_strict
 
-__all__ = ["load_checkpoint", "checkpoint_format", "from_official", "to_official", "start_network"]
+__all__ = ["CheckpointPickleError", "load_checkpoint", "checkpoint_format", "from_official", "to_official",
+           "start_network"]
+
+
+class CheckpointPickleError(ValueError):
+    """A checkpoint holds pickled Python objects besides its tensors, so it cannot be loaded with weights_only."""
+
+
+def _pickle_error(path: Path, refused: str) -> CheckpointPickleError:
+    """The clear error for `torch.load(path, weights_only=True)` refusing the class `refused`, with the safe way out."""
+    out = path.with_suffix(".state_dict.pt")
+    command = (f"python -c \"import torch; ck = torch.load({str(path)!r}, weights_only=False); "
+               f"torch.save(ck.get('model', ck.get('state_dict', ck)), {str(out)!r})\"")
+    return CheckpointPickleError(
+        f"checkpoint {path} holds pickled Python objects besides the weights (first refused: {refused}), as the "
+        "official RepVGG training script writes (its config or arguments next to the state dict). It is only read "
+        "with weights_only=True, since unpickling arbitrary objects can run code. If you trust the file, extract the "
+        f"state dict once with\n    {command}\nand give {out} instead.")
 
 
 def load_checkpoint(source: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
@@ -26,7 +44,9 @@ def load_checkpoint(source: str | Path, sha256: str | None = None) -> dict[str, 
     Wrappers `{"model": ...}` / `{"state_dict": ...}` and a DDP `module.` prefix are removed.
 
     Raises:
-        DataNotFoundError: no such local file. RuntimeError: the sha256 does not match.
+        DataNotFoundError: no such local file. RuntimeError: the sha256 does not match. CheckpointPickleError (a
+        ValueError): the file holds pickled objects besides tensors (e.g. an official training checkpoint with its
+        config); the message gives the one-line command that extracts the state dict if you trust the file.
     """
     source = str(source)
     if source.startswith(("https://", "http://")):
@@ -39,7 +59,13 @@ def load_checkpoint(source: str | Path, sha256: str | None = None) -> dict[str, 
             raise data.DataNotFoundError(f"checkpoint {path} not found; give a local file or an https url")
     if sha256:
         data.verify_sha256(path, sha256)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(error))  # torch names the first class it would not unpickle
+        if refused is None:
+            raise  # a damaged file, not a refused object
+        raise _pickle_error(path, refused.group(1)) from error
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -115,8 +115,9 @@ def fold_batchnorm(model: CifarResNet) -> CifarResNet:
     """Fold every eval-mode BN into the conv before it (in place): the same function, no BN left.
 
     Each `convK` becomes a conv with bias and each `bnK` an `nn.Identity`, so parameter names stay stable
-    (`layer1.0.conv1.weight`, `layer1.0.conv1.bias`, ...). Call it on a model in `eval()` mode; apply it to a freshly
-    built network to get the structure that a folded state dict loads into.
+    (`layer1.0.conv1.weight`, `layer1.0.conv1.bias`, ...). The folded convs keep the model's device and dtype. Call it
+    on a model in `eval()` mode; apply it to a freshly built network to get the structure that a folded state dict
+    loads into.
     """
     for module in model.modules():
         for conv_name, bn_name in _CONV_BN_PAIRS:
@@ -125,7 +126,7 @@ def fold_batchnorm(model: CifarResNet) -> CifarResNet:
                 continue
             weight, bias = _fuse_bn(conv.weight, bn)
             fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                              padding=conv.padding, bias=True).to(conv.weight.device)
+                              padding=conv.padding, bias=True, device=weight.device, dtype=weight.dtype)
             fused.weight.copy_(weight)
             fused.bias.copy_(bias)
             setattr(module, conv_name, fused)

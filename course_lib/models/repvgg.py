@@ -84,17 +84,19 @@ class RepVGGBlock(nn.Module):
 
     @torch.no_grad()
     def fused_conv(self) -> nn.Conv2d:
-        """The single 3x3 conv (with bias) equal to the three branches in eval mode."""
+        """The single 3x3 conv (with bias) equal to the three branches in eval mode, on their device and dtype."""
         k3, b3 = _fuse_bn(self.conv3x3[0].weight, self.conv3x3[1])
         k1, b1 = _fuse_bn(self.conv1x1[0].weight, self.conv1x1[1])
         kernel = k3 + nn.functional.pad(k1, (1, 1, 1, 1))  # the 1x1 kernel sits at the 3x3 centre
         bias = b3 + b1
         if self.identity is not None:
             dirac = torch.zeros_like(kernel)
-            dirac[torch.arange(self.out_ch), torch.arange(self.out_ch), 1, 1] = 1.0  # identity as a 3x3 kernel
+            diag = torch.arange(self.out_ch, device=kernel.device)
+            dirac[diag, diag, 1, 1] = 1.0  # identity as a 3x3 kernel
             kid, bid = _fuse_bn(dirac, self.identity)
             kernel, bias = kernel + kid, bias + bid
-        conv = nn.Conv2d(self.in_ch, self.out_ch, 3, stride=self.stride, padding=1, bias=True)
+        conv = nn.Conv2d(self.in_ch, self.out_ch, 3, stride=self.stride, padding=1, bias=True, device=kernel.device,
+                         dtype=kernel.dtype)
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)
         return conv
@@ -160,7 +162,8 @@ def repvgg(arch: str, num_classes: int = 1000, cifar: bool = False, width_mult: 
 def repvgg_deploy(model: RepVGG) -> PlainConvNet:
     """Fuse a training-form RepVGG into its deploy form: one 3x3 conv with bias + ReLU per block.
 
-    The result equals `model` in eval mode (BN uses running statistics) up to float rounding. `model` is untouched.
+    The result equals `model` in eval mode (BN uses running statistics) up to float rounding, on `model`'s device and
+    in its dtype. `model` is untouched.
     Each ReLU module is copied, so the deploy net has 22 `nn.ReLU` modules for the A family.
     """
     layers: list[nn.Module] = []
