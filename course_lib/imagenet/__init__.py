@@ -37,7 +37,14 @@ from .. import config, linearize, models, paths, protocol, train
 from ..errors import ConfigError
 from ..protocol import PRETRAIN, defines, setting
 from ..results import run_name
-from .checkpoints import checkpoint_format, from_official, load_checkpoint, start_network, to_official
+from .checkpoints import (
+    CheckpointPickleError,
+    checkpoint_format,
+    from_official,
+    load_checkpoint,
+    start_network,
+    to_official,
+)
 from .folder import (
     ENV_IMAGENET_DIR,
     READERS,
@@ -56,7 +63,7 @@ __all__ = [
     "ENV_IMAGENET_DIR", "ImageNetNotFoundError", "check_imagefolder", "train_transform", "val_transform", "READERS",
     "measure_decode_speed", "image_folder", "ImageNetLoader", "make_smoke_imagefolder",
     # start network (checkpoints.py)
-    "load_checkpoint", "checkpoint_format", "from_official", "to_official", "start_network",
+    "load_checkpoint", "checkpoint_format", "from_official", "to_official", "start_network", "CheckpointPickleError",
     # protocol, launching, cost (this file)
     "IMAGENET_TRAIN_IMAGES", "ImageNetConfig", "imagenet_config", "data_root", "pretrain", "post_train",
     "sweep", "cli_args", "torchrun_command", "run_command", "parse_args", "count_macs", "measure_throughput",

@@ -16,13 +16,14 @@ import torch
 from torch import nn
 
 from .. import data, models
+from ..errors import CourseError
 from ..models.pretrained import load_state_dict_strict
 
 __all__ = ["CheckpointPickleError", "load_checkpoint", "checkpoint_format", "from_official", "to_official",
            "start_network"]
 
 
-class CheckpointPickleError(ValueError):
+class CheckpointPickleError(CourseError, ValueError):
     """A checkpoint holds pickled Python objects besides its tensors, so it cannot be loaded with weights_only."""
 
 
