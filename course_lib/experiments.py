@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from . import config, data, judging, linearize, models, paths, protocol, train
+from . import config, data, judging, linearize, models, paths, protocol, targeting, train
 from .errors import ConfigError
 from .protocol import PRETRAIN, defines
 from .results import run_name
@@ -58,7 +58,7 @@ class ExperimentConfig(protocol.ProtocolConfig):
     width_mult: float = defines(PRETRAIN)  # multiplies every width (ours: < 1 for the cpu profile)
     n_train: int | None = defines(PRETRAIN)  # training images used (None: all 50,000)
     n_test: int | None = defines(PRETRAIN)  # test images used (None: all 10,000)
-    pretrain_seed: int = defines(PRETRAIN)  # one pre-trained net is the common start of every run
+    pretrain_seed: int = defines(PRETRAIN)  # seed of the start network (plus the run's seed with independent_starts)
 
     def problems(self) -> list[str]:
         found = super().problems()
@@ -119,12 +119,13 @@ def _resnet_depth(cfg: ExperimentConfig) -> int:
     return int(cfg.network.removeprefix("resnet"))
 
 
-def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
-    """Pre-train the plain net in RepVGG training form, fuse it to the deploy form, save both results.
+def pretrain(cfg: ExperimentConfig, seed: int = 0, progress: bool = True) -> dict:
+    """Pre-train the start network of `seed`'s runs: the plain net in RepVGG training form, fused to its deploy form.
 
     For `network="resnet56"` the start is the pretrained akamaster ResNet instead, fine-tuned for `pretrain_epochs`
-    epochs (0: used as it is), then its BN folded into the convolutions.
-    Skips the work when `<out_dir>/pretrain/result.json` exists and resumes from the epoch checkpoint otherwise.
+    epochs (0: used as it is), then its BN folded into the convolutions. With `independent_starts` each seed has its
+    own start (`protocol.start_seed`), stored in `protocol.start_dir`; the work is skipped when its `result.json`
+    exists and resumes from the epoch checkpoint otherwise.
 
     Returns:
         The pre-training result: accuracies of the training and deploy forms, NAPL, parameter counts, provenance.
@@ -132,19 +133,19 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     Raises:
         StoredResultError: the out dir holds a pre-training made with other settings (nothing is overwritten).
     """
-    stored = protocol.stored_pretrain(cfg)
+    stored = protocol.stored_pretrain(cfg, seed)
     if stored is not None:
         return stored
-    out = Path(cfg.out_dir) / "pretrain"
+    out, start_seed = protocol.start_dir(cfg, seed), protocol.start_seed(cfg, seed)
     device, knobs = protocol.device_and_knobs(cfg, _steps(cfg, PRETRAIN))
     tcfg = cfg.train_config(PRETRAIN, knobs)
-    config.seed_everything(cfg.pretrain_seed)
+    config.seed_everything(start_seed)
     resnet = cfg.network != "repvgg"
     if resnet:
         net = models.load_pretrained_cifar_resnet(_resnet_depth(cfg), root=cfg.data_dir).to(device)
     else:
         net = models.repvgg(cfg.arch, _num_classes(cfg), cifar=True, width_mult=cfg.width_mult).to(device)
-    train_loader, test_loader = _loaders(cfg, cfg.pretrain_seed, device, tcfg.channels_last)
+    train_loader, test_loader = _loaders(cfg, start_seed, device, tcfg.channels_last)
     start = time.time()
     before = train.evaluate(net, test_loader, tcfg.amp_bf16) if resnet else None
     history = train.fit(net, train_loader, test_loader, tcfg, checkpoint=out / "checkpoint.pt", progress=progress,
@@ -153,55 +154,70 @@ def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     deploy = models.fold_batchnorm(net.eval()) if resnet else models.repvgg_deploy(net.eval())
     deploy_eval = train.evaluate(deploy, test_loader, tcfg.amp_bf16)
     result = protocol.stage_record(
-        "pretrain", cfg, tcfg, start, device, test_accuracy_train_form=history["test"]["accuracy"],
+        "pretrain", cfg, tcfg, start, device, seed=seed, start_seed=start_seed,
+        test_accuracy_train_form=history["test"]["accuracy"],
         test_accuracy=deploy_eval["accuracy"], test_loss=deploy_eval["loss"], napl=paths.napl(deploy),
         parameters_train_form=models.count_parameters(net), parameters_deploy=models.count_parameters(deploy),
         widths=[16, 32, 64] if resnet else models.repvgg_widths(cfg.arch, cfg.width_mult),
         test_accuracy_before_finetune=before["accuracy"] if before else None, history=history)
-    return protocol.store_start_network(cfg, deploy, result)
+    return protocol.store_start_network(cfg, deploy, result, seed)
 
 
-def _load_deploy(cfg: ExperimentConfig, device: torch.device) -> torch.nn.Module:
+def _load_deploy(cfg: ExperimentConfig, device: torch.device, seed: int) -> torch.nn.Module:
     if cfg.network == "repvgg":
         net = models.plain_cifar_net(cfg.arch, _num_classes(cfg), cfg.width_mult)
     else:
         net = models.fold_batchnorm(models.cifar_resnet(_resnet_depth(cfg), _num_classes(cfg)).eval())
-    state = torch.load(Path(cfg.out_dir) / "pretrain" / "deploy.pt", map_location="cpu", weights_only=True)
+    state = torch.load(protocol.start_dir(cfg, seed) / "deploy.pt", map_location="cpu", weights_only=True)
     models.pretrained.load_state_dict_strict(net, state["model"])
     return net.to(device)
 
 
-def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int, progress: bool = True) -> dict:
-    """Linearize the pre-trained deploy net with one (granularity, ω, seed) and write its result JSON.
+def post_train(cfg: ExperimentConfig, granularity: str, seed: int, *, omega: float | None = None,
+               target: float | None = None, progress: bool = True) -> dict:
+    """Linearize the start network of `seed` with a fixed ω or to a target NAPL, recover, write its result JSON.
 
-    Needs `pretrain(cfg)` to have run. Skips the work when the result exists; resumes from the run's checkpoint.
+    Needs `pretrain(cfg, seed)` to have run. Skips the work when the result exists; resumes an interrupted run.
 
     Returns:
         The result (see `protocol.linearize_and_record`).
     """
-    stored = protocol.stored_run(cfg, granularity, omega, seed)
+    stored = protocol.stored_run(cfg, granularity, seed, omega, target)
     if stored is not None:
         return stored
     device, knobs = protocol.device_and_knobs(cfg, _steps(cfg, "posttrain"))
     tcfg = cfg.train_config("posttrain", knobs)
     config.seed_everything(seed)
-    net = linearize.to_prelu(_load_deploy(cfg, device), granularity)
+    net = linearize.to_prelu(_load_deploy(cfg, device, seed), granularity)
     train_loader, test_loader = _loaders(cfg, seed, device, tcfg.channels_last)
-    return protocol.linearize_and_record(cfg, net, train_loader, test_loader, tcfg, granularity, omega, seed, device,
-                                         progress=progress)
+    extra = _napl_without_post_addition if cfg.network != "repvgg" else None
+    return protocol.linearize_and_record(cfg, net, train_loader, test_loader, tcfg, granularity, seed, device,
+                                         omega=omega, target=target, progress=progress, extra=extra)
 
 
-def load_post_trained(cfg: ExperimentConfig, granularity: str, omega: float, seed: int) -> torch.nn.Module:
+def _napl_without_post_addition(net: torch.nn.Module) -> dict:
+    """A ResNet's NAPL in the other convention, with the activations after each addition (`relu2`) counted linear.
+
+    The paper's convention is unknown; the course counts every activation where it sits (targets use that NAPL).
+    """
+    weights = targeting.napl_weights(net)
+    post = [w * m.nonlinear_mask().double().mean().item()
+            for w, (name, m) in zip(weights, linearize.prelu_modules(net)) if name.endswith("relu2")]
+    return {"napl_without_post_addition": targeting.fast_napl(net, weights) - sum(post)}
+
+
+def load_post_trained(cfg: ExperimentConfig, granularity: str, seed: int, omega: float | None = None,
+                      target: float | None = None) -> torch.nn.Module:
     """The linearized network of a finished post-training run (saved when `cfg.save_models`), on the CPU, in eval mode.
 
     Raises:
         FileNotFoundError: when the run has not been made or its weights were not kept; says which command makes it.
     """
-    path = Path(cfg.out_dir) / "runs" / f"{run_name(granularity, omega, seed)}.pt"
+    path = Path(cfg.out_dir) / "runs" / f"{run_name(granularity, seed, omega, target)}.pt"
     if not path.exists():
         raise FileNotFoundError(f"no saved network at {path}: run experiments.post_train(cfg, {granularity!r}, "
-                                f"{omega!r}, {seed}) with save_models=True first")
-    net = linearize.to_prelu(_load_deploy(cfg, torch.device("cpu")), granularity)
+                                f"{seed}, omega={omega!r}, target={target!r}) with save_models=True first")
+    net = linearize.to_prelu(_load_deploy(cfg, torch.device("cpu"), seed), granularity)
     state = torch.load(path, map_location="cpu", weights_only=True)
     models.pretrained.load_state_dict_strict(net, state["model"])
     return net.eval()
@@ -233,27 +249,24 @@ def main(argv: list[str] | None = None, prog: str = "python -m course_lib cifar"
     parser.add_argument("--seeds", type=int, nargs="*", default=None)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="other ExperimentConfig fields, e.g. width_mult=0.25 posttrain_epochs=5")
-    parser.add_argument("--one-run", default=None, metavar="GRANULARITY:OMEGA:SEED",
-                        help="only pre-train (if needed) and this one post-training run")
+    parser.add_argument("--targets", type=float, nargs="*", default=None, help="target NAPL values")
+    parser.add_argument("--one-run", default=None, metavar="GRANULARITY:KNOB:SEED",
+                        help="only this run (and its start network), e.g. channel:target4:0 or layer:omega0.01:1")
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     mode = config.resolve_mode(args.mode)
     default_out = f"runs/04_cifar_{mode}" if args.network == "repvgg" else f"runs/05_{args.network}_{mode}"
-    cfg = cifar_config(mode, dataset=args.dataset, network=args.network, omegas=args.omegas, seeds=args.seeds,
-                       out_dir=args.out or default_out, **protocol.parse_overrides(args.set))
+    cfg = cifar_config(mode, dataset=args.dataset, network=args.network, omegas=args.omegas, targets=args.targets,
+                       seeds=args.seeds, out_dir=args.out or default_out, **protocol.parse_overrides(args.set))
     if args.one_run:
-        granularity, omega, seed = protocol.parse_one_run(args.one_run)
-        pretrain(cfg)
-        result = post_train(cfg, granularity, omega, seed)
+        granularity, seed, omega, target = protocol.parse_one_run(args.one_run)
+        pretrain(cfg, seed)
+        result = post_train(cfg, granularity, seed, omega=omega, target=target)
         if train.is_main_process():
-            print(f"{run_name(granularity, omega, seed)}: accuracy {result['test_accuracy']:.4f}, "
+            print(f"{run_name(granularity, seed, omega, target)}: accuracy {result['test_accuracy']:.4f}, "
                   f"NAPL {result['napl']:.2f}")
         return 0
     results = sweep(cfg)
     if train.is_main_process():
-        summary = judging.summarize(results, pretrain(cfg))
-        print(f"{len(results)} runs in {cfg.out_dir}; baseline accuracy {summary['baseline']['test_accuracy']:.4f}")
-        for g, points in summary["curves"].items():
-            for p in points:
-                print(f"  {g:7s} ω={p['omega']:<8g} NAPL {p['napl']:6.2f}  accuracy {p['accuracy']:.4f}"
-                      f" ± {p['accuracy_std']:.4f}")
+        print(f"{len(results)} runs in {cfg.out_dir}")
+        print(judging.verdict(judging.summarize(results, protocol.load_results(cfg.out_dir)[0])))
     return 0

@@ -1,17 +1,23 @@
-"""Every rule that judges a result, stated once: which NAPL range is informative, how the variants are matched,
-what makes a gap clear, which runs may judge a claim, and the plain-language verdict of a sweep.
+"""Every rule that judges a result, stated once: how runs are paired, the interval of a gap, what makes it clear,
+which NAPL range is informative, which runs may judge a claim, the verdict categories and the scale a verdict names.
 
 `protocol` (the sweeps' summaries), `claims` (notebook 07), `viz` and the notebooks call these functions; nothing else
 restates a rule. The rules are ours where the paper is silent:
 
-- *Informative NAPL range*: a run tells something about depth only when it was linearized (NAPL below the
-  unlinearized net's by more than `UNLINEARIZED_MARGIN`) and is not (nearly) linear altogether (NAPL above
-  `NEAR_LINEAR_NAPL`: there both variants are the same linear map, so a gap would measure only optimisation).
-- *Matched NAPL*: at each layer-wise point, the channel-wise accuracy is interpolated linearly in NAPL between the
-  mean points of the channel-wise curve (the unlinearized net included); the gap is channel minus layer, so positive
-  gaps favour the variable-depth networks, as the paper reports.
-- *Clear*: a gap is clear when it is larger than the two variants' seed standard deviations added together.
-- *Who may judge*: `smoke` runs test the code, never a claim; a single seed has no spread to judge by.
+- *Paired at exactly matched NAPL*: a targeted run is steered to a target NAPL (`targeting`); for each target and
+  seed, the channel-wise and the layer-wise run start from the same pre-trained network, and their difference in
+  test accuracy (channel minus layer: positive favours the variable-depth network, as the paper reports) is one
+  paired gap. A run that missed its target (`reached` false) is left out, and so is its pair; misses are counted.
+  Gaps are read at two moments: at the end of linearization and after the recovery phase.
+- *Interval*: the mean of the paired gaps over seeds with a 95% Student-t interval (n − 1 degrees of freedom); with a
+  single pair there is no interval. *Clear* means the interval excludes 0.
+- *Informative NAPL range*: a target tells something about depth only when it is below the unlinearized net's NAPL by
+  more than `UNLINEARIZED_MARGIN` and above `NEAR_LINEAR_NAPL` (there both variants are the same linear map).
+- *Who may judge*: `smoke` runs test the code, never a claim; fewer than 2 independent pairs cannot judge.
+- *Verdicts*: reproduced, not reproduced, inconclusive, illustrated (holds by construction or demonstrates theory),
+  not run. A clearly reversed gap is "not reproduced", never "partly". Every verdict names its scale.
+
+Fixed-ω sweeps are summarized as curves only: no gap is interpolated between ω points.
 """
 
 from __future__ import annotations
@@ -21,16 +27,18 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
-from .results import run_name
+from .results import run_name_of
 
-__all__ = ["VERDICTS", "MODE_RANK", "NEAR_LINEAR_NAPL", "UNLINEARIZED_MARGIN", "can_judge", "informative_range",
-           "is_informative", "n_seeds", "gap_spread", "clarity", "informative_gaps", "describe_gaps", "summarize",
-           "matched_pair", "mean_gap", "ablation_gap_smaller", "verdict"]
+__all__ = ["VERDICTS", "MODE_RANK", "NEAR_LINEAR_NAPL", "UNLINEARIZED_MARGIN", "LEVEL", "MOMENTS", "can_judge",
+           "informative_range", "is_informative", "n_seeds", "paired_interval", "clarity", "informative_gaps",
+           "describe_gaps", "summarize", "format_runs", "matched_pair", "mean_gap", "gap_reading", "scale", "verdict"]
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not run yet")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "illustrated", "not run")
 MODE_RANK = {"full": 2, "cpu": 1, "smoke": 0}  # larger scale first; rank 0 never judges
 NEAR_LINEAR_NAPL = 0.5
 UNLINEARIZED_MARGIN = 0.5
+LEVEL = 0.95  # of every interval
+MOMENTS = ("linearized", "recovered")  # when a gap is read: end of linearization, after the recovery phase
 
 
 def can_judge(mode: str) -> bool:
@@ -56,27 +64,55 @@ def n_seeds(summary: Mapping) -> int:
     return min((p["n_seeds"] for points in summary["curves"].values() for p in points), default=0)
 
 
-def gap_spread(gap: Mapping) -> float:
-    """The spread a gap must exceed to be clear: the two variants' seed standard deviations added together."""
-    return gap["layer_accuracy_std"] + gap["channel_accuracy_std_interp"]
+def paired_interval(diffs: Iterable[float], level: float = LEVEL) -> dict:
+    """Mean of paired differences with its Student-t interval: {"mean", "low", "high", "n", "diffs"}; low and high
+    are None with fewer than 2 differences."""
+    from scipy import stats
+
+    diffs = [float(d) for d in diffs]
+    n = len(diffs)
+    if n == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0, "diffs": []}
+    mean = sum(diffs) / n
+    if n < 2:
+        return {"mean": mean, "low": None, "high": None, "n": 1, "diffs": diffs}
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    return {"mean": mean, "low": float(mean - half), "high": float(mean + half), "n": n, "diffs": diffs}
 
 
-def clarity(gap: Mapping) -> int:
-    """+1 when channel-wise is clearly ahead, -1 when clearly behind, 0 when the gap is within the spread."""
-    spread = gap_spread(gap)
-    return 1 if gap["gap"] > spread else (-1 if -gap["gap"] > spread else 0)
+def clarity(interval: Mapping) -> int:
+    """+1 when the interval lies above 0 (channel-wise clearly ahead), -1 below 0, 0 when it holds 0 or is missing."""
+    if interval.get("low") is None:
+        return 0
+    return 1 if interval["low"] > 0 else (-1 if interval["high"] < 0 else 0)
 
 
-def informative_gaps(summary: Mapping) -> list[dict]:
-    """The sweep's matched-NAPL gaps in the informative range, highest NAPL first, each with its `clear` flag."""
-    gaps = [g for g in summary["gaps_at_matched_napl"] if is_informative(g["napl"], summary)]
-    return [{**g, "clear": clarity(g)} for g in sorted(gaps, key=lambda g: -g["napl"])]
+def informative_gaps(summary: Mapping, moment: str = "recovered") -> list[dict]:
+    """The sweep's paired gaps at `moment` in the informative range, highest NAPL first: each {"napl" (the target),
+    "gap", "low", "high", "n", "clear", "napl_channel", "napl_layer"}."""
+    if moment not in MOMENTS:
+        raise ValueError(f"unknown moment {moment!r}; choose one of {MOMENTS}")
+    out = []
+    for g in summary.get("paired_gaps", []):
+        interval = g[moment]
+        if interval["n"] and is_informative(g["target"], summary):
+            out.append({"napl": g["target"], "gap": interval["mean"], "low": interval["low"],
+                        "high": interval["high"], "n": interval["n"], "clear": clarity(interval),
+                        "napl_channel": g["napl_channel"], "napl_layer": g["napl_layer"]})
+    return sorted(out, key=lambda g: -g["napl"])
 
 
 def describe_gaps(gaps: Iterable[Mapping]) -> str:
-    """Gaps (from `informative_gaps`) in words: `NAPL 7.0: +2.6 (clear); ...`, in accuracy points."""
-    words = {1: " (clear)", -1: " (clearly behind)", 0: " (within spread)"}
-    return "; ".join(f"NAPL {g['napl']:.1f}: {100 * g['gap']:+.1f}{words[g['clear']]}" for g in gaps)
+    """Gaps (from `informative_gaps`) in words: `NAPL 4: +2.6 [+0.4, +4.8] (clear); ...`, in accuracy points."""
+    words = {1: " (clear)", -1: " (clearly reversed)", 0: " (interval holds 0)"}
+    parts = []
+    for g in gaps:
+        interval = (f" [{100 * g['low']:+.1f}, {100 * g['high']:+.1f}]" if g["low"] is not None else
+                    " (one pair: no interval)")
+        word = words[g["clear"]] if g["low"] is not None else ""
+        parts.append(f"NAPL {g['napl']:g}: {100 * g['gap']:+.1f}{interval}{word}")
+    return "; ".join(parts)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -84,121 +120,161 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return t.mean().item(), (t.std().item() if len(values) > 1 else 0.0)
 
 
-def _interp(x: float, xs: list[float], ys: list[float]) -> float:
-    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
-        if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return ys[-1]
+def _baseline(baselines: list[dict]) -> dict | None:
+    if not baselines:
+        return None
+    accuracies = [b["test_accuracy"] for b in baselines]
+    mean, std = _mean_std(accuracies)
+    return {"test_accuracy": mean, "test_accuracy_std": std, "accuracies": accuracies, "napl": baselines[0]["napl"],
+            "n_starts": len(baselines), "parameters_deploy": baselines[0]["parameters_deploy"],
+            "test_accuracy_train_form": _mean_std([b["test_accuracy_train_form"] for b in baselines])[0]}
 
 
-def summarize(results: list[dict], baseline: dict | None = None) -> dict:
-    """Average over seeds per (granularity, ω) and compare the variants at matched NAPL (module docstring).
+def _setting(run: Mapping) -> tuple[str, float]:
+    return ("omega", run["omega"]) if run.get("target") is None else ("target", run["target"])
 
-    Runs whose loss became non-finite are listed under "diverged_runs" and left out of the means.
+
+def summarize(results: list[dict], baselines: dict | list[dict] | None = None) -> dict:
+    """Curves per (granularity, ω or target) and the paired gaps at every target (see the module docstring).
+
+    Runs whose loss became non-finite are listed under "diverged_runs", targeted runs that missed their target under
+    "missed_runs"; both are left out of the means and the gaps.
     """
-    diverged = [run_name(r["granularity"], r["omega"], r["seed"]) for r in results if r.get("diverged")]
-    results = [r for r in results if not r.get("diverged")]
+    baselines = [baselines] if isinstance(baselines, Mapping) else list(baselines or [])
+    diverged = [run_name_of(r) for r in results if r.get("diverged")]
+    missed = [run_name_of(r) for r in results if not r.get("diverged") and r.get("reached") is False]
+    ok = [r for r in results if not r.get("diverged") and r.get("reached") is not False]
     curves: dict[str, list[dict]] = {}
-    for g in sorted({r["granularity"] for r in results}):
+    for g in sorted({r["granularity"] for r in ok}):
         points = []
-        for w in sorted({r["omega"] for r in results if r["granularity"] == g}):
-            group = [r for r in results if r["granularity"] == g and r["omega"] == w]
+        for kind, value in sorted({_setting(r) for r in ok if r["granularity"] == g}, key=lambda k: (k[0], k[1])):
+            group = [r for r in ok if r["granularity"] == g and _setting(r) == (kind, value)]
             acc, acc_std = _mean_std([r["test_accuracy"] for r in group])
-            napl_mean, napl_std = _mean_std([r["napl"] for r in group])
-            points.append({"omega": w, "n_seeds": len(group), "accuracy": acc, "accuracy_std": acc_std,
-                           "napl": napl_mean, "napl_std": napl_std})
+            lin, lin_std = _mean_std([r.get("test_accuracy_linearized", r["test_accuracy"]) for r in group])
+            napl, napl_std = _mean_std([r["napl"] for r in group])
+            points.append({"omega": value if kind == "omega" else None, "target": value if kind == "target" else None,
+                           "n_seeds": len(group), "accuracy": acc, "accuracy_std": acc_std,
+                           "accuracy_linearized": lin, "accuracy_linearized_std": lin_std,
+                           "napl": napl, "napl_std": napl_std})
         curves[g] = points
-    anchor = [{"napl": baseline["napl"], "accuracy": baseline["test_accuracy"], "accuracy_std": 0.0}] if baseline else []
-    gaps = []
-    if "channel" in curves and "layer" in curves:
-        channel = sorted(anchor + curves["channel"], key=lambda p: p["napl"])
-        xs = [p["napl"] for p in channel]
-        for p in curves["layer"]:
-            if xs and xs[0] <= p["napl"] <= xs[-1]:
-                acc_channel = _interp(p["napl"], xs, [q["accuracy"] for q in channel])
-                std_channel = _interp(p["napl"], xs, [q["accuracy_std"] for q in channel])
-                gaps.append({"napl": p["napl"], "omega": p["omega"], "layer_accuracy": p["accuracy"],
-                             "layer_accuracy_std": p["accuracy_std"], "channel_accuracy_interp": acc_channel,
-                             "channel_accuracy_std_interp": std_channel, "gap": acc_channel - p["accuracy"]})
-    return {"baseline": ({k: baseline[k] for k in ("test_accuracy", "test_accuracy_train_form", "napl",
-                                                    "parameters_deploy")} if baseline else None),
-            "config": results[0]["config"] if results else (baseline or {}).get("config"),
-            "curves": curves, "gaps_at_matched_napl": gaps, "n_runs": len(results) + len(diverged),
-            "diverged_runs": diverged}
+    paired = []
+    for target in sorted({r["target"] for r in ok if r.get("target") is not None}):
+        by_seed = {(r["granularity"], r["seed"]): r for r in ok if r.get("target") == target}
+        pairs = [(by_seed[("channel", s)], by_seed[("layer", s)]) for s in sorted({s for _, s in by_seed})
+                 if ("channel", s) in by_seed and ("layer", s) in by_seed]
+        if not pairs:
+            continue
+        paired.append({
+            "target": target, "seeds": [c["seed"] for c, _ in pairs],
+            "napl_channel": _mean_std([c["napl"] for c, _ in pairs])[0],
+            "napl_layer": _mean_std([l["napl"] for _, l in pairs])[0],
+            "linearized": paired_interval(c["test_accuracy_linearized"] - l["test_accuracy_linearized"]
+                                          for c, l in pairs),
+            "recovered": paired_interval(c["test_accuracy"] - l["test_accuracy"] for c, l in pairs),
+        })
+    return {"baseline": _baseline(baselines),
+            "config": ok[0]["config"] if ok else (baselines[0]["config"] if baselines else None),
+            "curves": curves, "paired_gaps": paired, "n_runs": len(results), "diverged_runs": diverged,
+            "missed_runs": missed}
 
 
 def matched_pair(results: list[dict], summary: Mapping) -> tuple[dict, dict] | None:
-    """The (channel-wise, layer-wise) runs closest in NAPL among the informative ones, or None."""
-    ok = [r for r in results if not r.get("diverged") and is_informative(r["napl"], summary)]
+    """A (channel-wise, layer-wise) pair of runs at the same target and seed in the informative range (the lowest
+    such target), or else the two informative runs closest in NAPL; None when there is none."""
+    ok = [r for r in results if not r.get("diverged") and r.get("reached") is not False
+          and is_informative(r["napl"], summary)]
     pairs = [(c, l) for c in ok if c["granularity"] == "channel" for l in ok if l["granularity"] == "layer"]
+    same = [(c, l) for c, l in pairs if c.get("target") is not None and c.get("target") == l.get("target")
+            and c["seed"] == l["seed"]]
+    if same:
+        return min(same, key=lambda pair: (pair[0]["target"], pair[0]["seed"]))
     return min(pairs, key=lambda pair: (abs(pair[0]["napl"] - pair[1]["napl"]), pair[1]["napl"])) if pairs else None
 
 
-def mean_gap(summary: Mapping, napl_min: float = 0.0, napl_max: float | None = None) -> float | None:
-    """Mean informative gap over the points with napl_min < NAPL < napl_max, or None when there is none.
-
-    The paper's ablation reads: from a ResNet the gap "nearly vanishes for NAPL > 4", i.e.
-    `mean_gap(resnet_summary, 4)` should be close to 0.
-    """
+def mean_gap(summary: Mapping, napl_min: float = 0.0, napl_max: float | None = None,
+             moment: str = "recovered") -> float | None:
+    """Mean of the informative paired gaps at targets with napl_min < NAPL < napl_max, or None when there is none."""
     top = math.inf if napl_max is None else napl_max
-    gaps = [g["gap"] for g in summary["gaps_at_matched_napl"]
-            if is_informative(g["napl"], summary) and napl_min < g["napl"] < top]
+    gaps = [g["gap"] for g in informative_gaps(summary, moment) if napl_min < g["napl"] < top]
     return sum(gaps) / len(gaps) if gaps else None
 
 
-def ablation_gap_smaller(resnet_gap: float, plain_gap: float) -> bool:
-    """Whether the channel-wise advantage from a ResNet is smaller than from the plain net (a reversal counts as
-    smaller: the advantage is gone). Whether it *vanishes* is a separate test (every point within the spread)."""
-    return resnet_gap < plain_gap
+def gap_reading(gaps: list[Mapping]) -> tuple[str, str]:
+    """(verdict, reason) for "channel-wise generalises better at matched NAPL" from `informative_gaps`."""
+    if not gaps:
+        return "not run", "no paired gap in the informative NAPL range"
+    if any(g["low"] is None for g in gaps):
+        return "inconclusive", "fewer than 2 independent pairs at some target: no interval"
+    ahead, behind = sum(g["clear"] == 1 for g in gaps), sum(g["clear"] == -1 for g in gaps)
+    if behind:
+        return "not reproduced", f"layer-wise is clearly ahead at {behind} of {len(gaps)} targets"
+    if ahead:
+        return "reproduced", (f"channel-wise is clearly ahead at {ahead} of {len(gaps)} targets; no interval "
+                              "favours layer-wise")
+    return "inconclusive", f"every interval ({len(gaps)} targets) holds 0"
+
+
+def scale(summary: Mapping) -> str:
+    """The scale a verdict stands on, in words: network and width, epochs, independent networks, mode."""
+    cfg = summary.get("config") or {}
+    baseline = summary.get("baseline") or {}
+    starts = baseline.get("n_starts", 0)
+    if cfg.get("network", "repvgg") == "repvgg":
+        net = f"plain RepVGG-{cfg.get('arch', '?')} at width ×{cfg.get('width_mult', 1):g}"
+        nets = f"{starts} independently pre-trained net(s)"
+    else:
+        net = f"{cfg['network']} (pretrained akamaster weights, BN folded)"
+        nets = f"{starts} fine-tune(s) of one pretrained net (pre-training variance not covered)"
+    images = f"{cfg['n_train']:,}" if cfg.get("n_train") else "all"
+    return (f"{net}, {cfg.get('dataset', '?')} ({images} training images), {cfg.get('pretrain_epochs', '?')} "
+            f"pre-training epoch(s), ≤{cfg.get('posttrain_epochs', '?')} linearization + "
+            f"{cfg.get('recovery_epochs', 0)} recovery epoch(s), {nets}, {cfg.get('mode', '?')} mode")
+
+
+def format_runs(summary: Mapping) -> str:
+    """The sweep's curves as a table: variant, target or ω, NAPL, accuracy at the end of linearization and after
+    recovery (mean ± std over seeds)."""
+    lines = [f"{'variant':8s} {'run':>12s} {'NAPL':>13s} {'linearized':>17s} {'recovered':>17s} {'seeds':>5s}"]
+    for g, points in summary["curves"].items():
+        for p in points:
+            run = f"target {p['target']:g}" if p["target"] is not None else f"ω {p['omega']:g}"
+            lines.append(f"{g:8s} {run:>12s} {p['napl']:6.2f} ± {p['napl_std']:4.2f} "
+                         f"{p['accuracy_linearized']:.4f} ± {p['accuracy_linearized_std']:.4f} "
+                         f"{p['accuracy']:.4f} ± {p['accuracy_std']:.4f} {p['n_seeds']:5d}")
+    return "\n".join(lines)
 
 
 def verdict(summary: Mapping) -> str:
-    """A plain-language reading of a summary: NAPL reached, the gaps at matched NAPL, and how they compare with the
-    paper's claim (channel-wise better at low NAPL). Every number comes from `summary`."""
-    lines = []
+    """A plain-language reading of a summary: its scale, the unlinearized start, each target's paired gaps at both
+    moments, and the reading of the paper's claim at this scale. Every number comes from `summary`."""
+    lines = [f"Scale: {scale(summary)}."]
     network = (summary.get("config") or {}).get("network", "repvgg")
-    if summary.get("baseline"):
+    base = summary.get("baseline")
+    if base:
         name = "plain net" if network == "repvgg" else network
-        lines.append(f"Unlinearized {name}: accuracy {summary['baseline']['test_accuracy']:.4f} at NAPL "
-                     f"{summary['baseline']['napl']:.4g}.")
-    for g, points in summary["curves"].items():
-        if points:
-            lowest = min(points, key=lambda p: p["napl"])
-            lines.append(f"{g}-wise: NAPL down to {lowest['napl']:.2f} (ω={lowest['omega']:g}) with accuracy "
-                         f"{lowest['accuracy']:.4f} ± {lowest['accuracy_std']:.4f}.")
-    informative = informative_gaps(summary)
-    top = informative_range(summary)[1]
-    if not informative:
-        lines.append("No layer-wise run was linearized inside the channel-wise NAPL range, so there is no matched "
-                     "comparison yet: the claim is not tested by this run (widen the ω grid or train longer).")
-    elif n_seeds(summary) < 2:
-        best = max(informative, key=lambda g: g["gap"])
-        lines.append(f"Channel-wise is ahead at {sum(g['gap'] > 0 for g in informative)} of "
-                     f"{len(informative)} matched NAPL point(s) (largest gap {100 * best['gap']:+.2f} points at "
-                     f"NAPL {best['napl']:.2f}), but with a single seed there is no spread to judge the gaps "
-                     "by: not a test of the paper's claim.")
-        return "\n".join(lines)
-    else:
-        clear = [g for g in informative if g["clear"] == 1]
-        worse = [g for g in informative if g["clear"] == -1]
-        best = max(informative, key=lambda g: g["gap"])
-        lines.append(f"At {len(informative)} matched NAPL point(s) below {top:g}, channel-wise is ahead at "
-                     f"{sum(g['gap'] > 0 for g in informative)}, clearly (gap larger than the two seed stds "
-                     f"together) at {len(clear)}, clearly behind at {len(worse)}; the largest gap is "
-                     f"{100 * best['gap']:+.2f} points at NAPL {best['napl']:.2f}.")
-        if network != "repvgg":  # the ablation: from a ResNet the paper expects the gap to nearly vanish (NAPL > 4)
-            if not clear and not worse:
-                lines.append("From a ResNet the paper expects the gap to nearly vanish above NAPL 4: it does here.")
-            else:
-                lines.append(f"From a ResNet the paper expects the gap to nearly vanish above NAPL 4: here it does "
-                             f"not ({len(clear)} point(s) clearly ahead, {len(worse)} clearly behind).")
-        elif clear and not worse:
-            lines.append("This agrees with the paper: the variable-depth (channel-wise) networks generalise better "
-                         "at matched NAPL.")
-        elif worse and not clear:
-            lines.append("This disagrees with the paper's claim at this scale.")
-        else:
-            lines.append("At this scale the comparison is inconclusive: the gaps are within the seed spread.")
+        spread = f" ± {base['test_accuracy_std']:.4f} over {base['n_starts']} starts" if base["n_starts"] > 1 else ""
+        lines.append(f"Unlinearized {name}: accuracy {base['test_accuracy']:.4f}{spread} at NAPL {base['napl']:.4g}.")
+    for g in summary.get("paired_gaps", []):
+        moments = []
+        for moment in MOMENTS:
+            i = g[moment]
+            interval = f" [{100 * i['low']:+.2f}, {100 * i['high']:+.2f}]" if i["low"] is not None else ""
+            moments.append(f"{moment} {100 * i['mean']:+.2f}{interval}")
+        lines.append(f"Target NAPL {g['target']:g} (channel {g['napl_channel']:.2f}, layer {g['napl_layer']:.2f}; "
+                     f"{g['recovered']['n']} pair(s)): gap in points {', '.join(moments)}.")
+    if summary.get("missed_runs"):
+        lines.append(f"Missed their target (left out): {', '.join(summary['missed_runs'])}.")
     if summary.get("diverged_runs"):
-        lines.append(f"Diverged runs (left out): {', '.join(summary['diverged_runs'])}.")
+        lines.append(f"Diverged (left out): {', '.join(summary['diverged_runs'])}.")
+    if not summary.get("paired_gaps"):
+        lines.append("No targeted runs: a fixed-ω sweep shows curves only, and its two variants are not compared "
+                     "at matched NAPL.")
+        return "\n".join(lines)
+    for moment in MOMENTS:
+        category, reason = gap_reading(informative_gaps(summary, moment))
+        lines.append(f"Reading {'after recovery' if moment == 'recovered' else 'at the end of linearization'}: "
+                     f"{category} ({reason}).")
+    if network != "repvgg":
+        lines.append("From a ResNet the paper expects the gap to nearly vanish above NAPL 4: compare the intervals "
+                     "above with the plain net's at the same targets.")
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from .models.repvgg import PlainConvNet
 __all__ = [
     "GRANULARITIES", "LAYER_SCALES", "LinearizablePReLU", "to_prelu", "prelu_modules",
     "slope_parameters", "count_slopes", "freeze_random_channels", "freeze_random_layers", "l05_penalty",
-    "freeze_near_linear", "nonlinear_fraction", "merge_linear",
+    "freeze_near_linear", "freeze_candidates", "freeze_mask", "nonlinear_fraction", "merge_linear",
     "layer_counts", "slope_counts", "learned_skips",
 ]
 
@@ -321,16 +321,29 @@ def freeze_near_linear(model: nn.Module, tol: float = 0.01, optimizer: torch.opt
     """
     newly_frozen = 0
     for _, m in prelu_modules(model):
-        near = (m.alpha - 1).abs() < tol
-        new = ~m.frozen & ((near | (m.alpha >= 1)) if freeze_crossing else near)
+        new = freeze_candidates(m, tol, freeze_crossing)
         newly_frozen += int(new.sum())
-        m.frozen |= new
-        m.alpha[m.frozen] = 1.0
-        if optimizer is not None and m.alpha in optimizer.state:
-            for key, value in optimizer.state[m.alpha].items():
-                if key != "step" and torch.is_tensor(value) and value.shape == m.alpha.shape:
-                    value[m.frozen] = 0.0
+        freeze_mask(m, new, optimizer)
     return newly_frozen
+
+
+@torch.no_grad()
+def freeze_candidates(module: LinearizablePReLU, tol: float = 0.01, freeze_crossing: bool = True) -> torch.Tensor:
+    """Bool mask (shape of α) of the unfrozen slopes that `freeze_near_linear` would freeze now."""
+    near = (module.alpha - 1).abs() < tol
+    return ~module.frozen & ((near | (module.alpha >= 1)) if freeze_crossing else near)
+
+
+@torch.no_grad()
+def freeze_mask(module: LinearizablePReLU, mask: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Freeze the slopes in `mask` at exactly 1 (the frozen mask only grows), write 1.0 into every frozen slope and
+    zero their optimizer state, so momentum cannot move them (see `freeze_near_linear`)."""
+    module.frozen |= mask
+    module.alpha[module.frozen] = 1.0
+    if optimizer is not None and module.alpha in optimizer.state:
+        for key, value in optimizer.state[module.alpha].items():
+            if key != "step" and torch.is_tensor(value) and value.shape == module.alpha.shape:
+                value[module.frozen] = 0.0
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-__all__ = ["ActivationInfo", "activation_layers", "path_length_distribution", "path_counts", "napl", "apl",
+__all__ = ["ActivationInfo", "activation_layers", "path_length_distribution", "path_counts", "napl", "napl_reader", "apl",
            "histogram_moments"]
 
 # Elementwise nonlinearities that count as fully nonlinear (p = 1) in every channel. Ours: the papers only use
@@ -326,6 +327,18 @@ def napl(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> flo
     """
     dist = path_length_distribution(model, input_shape, normalized=True)
     return float((torch.arange(len(dist), dtype=torch.float64) * dist).sum())
+
+
+def napl_reader(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> Callable[[], float]:
+    """A function that returns `napl(model)` for the model's current nonlinear masks, tracing the graph only once
+    (freezing slopes changes the fractions, not the graph). Used to read NAPL many times, e.g. per layer."""
+    gm = _trace(model, input_shape)
+
+    def read() -> float:
+        dist = _propagate(gm, normalized=True).dist
+        return float((torch.arange(len(dist), dtype=torch.float64) * dist).sum())
+
+    return read
 
 
 def apl(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> float:

@@ -22,14 +22,15 @@ from pathlib import Path
 
 import torch
 
-from . import config, judging, linearize, models, paths, profiles, train
+from . import config, judging, linearize, models, paths, profiles, targeting, train
 from .errors import ConfigError, StoredResultError
-from .results import git_commit, provenance, read_json, run_name, write_json_atomic
+from .results import REFERENCE_DIR, git_commit, provenance, read_json, run_name, run_name_of, write_json_atomic
 
 __all__ = ["PRETRAIN", "POSTTRAIN", "STAGES", "defines", "setting", "ProtocolConfig", "build_config", "parse_value",
-           "parse_overrides", "parse_one_run", "reuse_if_same", "stored_pretrain", "stored_run", "device_and_knobs",
+           "parse_overrides", "parse_one_run", "reuse_if_same", "start_dir", "start_seed", "stored_pretrain", "stored_run", "device_and_knobs",
            "per_process_batch", "stage_record", "store_start_network", "linearize_and_record", "wait_for_rank0",
-           "sweep", "load_results", "export_reference"]
+           "grid", "sweep", "load_results", "export_reference", "reference_wall_time", "reference_matches",
+           "use_reference"]
 
 PRETRAIN, POSTTRAIN = "pretrain", "posttrain"
 STAGES = (PRETRAIN, POSTTRAIN)  # a later stage depends on every field of the earlier ones
@@ -65,9 +66,16 @@ class ProtocolConfig:
     posttrain_optimizer: str = defines(POSTTRAIN)  # "adamw" | "sgd"
     slope_lr_mult: float = defines(POSTTRAIN)  # slopes learn this many times faster than weights in post-training
     weight_decay: float = defines(PRETRAIN)  # on conv/linear weights only, both stages
-    omegas: tuple[float, ...] = setting()  # the sweep's ω grid, used for both variants (a run's ω is in its name)
+    omegas: tuple[float, ...] = setting()  # the sweep's fixed-ω runs, both variants (a run's ω is in its name)
+    targets: tuple[float, ...] = setting()  # the sweep's target-NAPL runs, both variants (see `targeting`)
+    omega_start: float = defines(POSTTRAIN)  # ω at the start of a targeted run
+    omega_growth: float = defines(POSTTRAIN)  # a targeted run multiplies ω by this every `control_every` steps
+    control_every: int = defines(POSTTRAIN)  # steps between two raises of ω while NAPL is above the target
+    target_tol: float = defines(POSTTRAIN)  # a targeted run has reached its target when |NAPL − target| <= this
+    recovery_epochs: int = defines(POSTTRAIN)  # after linearization: epochs with the penalty off, slopes fixed
     granularities: tuple[str, ...] = setting()  # variants the sweep runs
-    seeds: tuple[int, ...] = setting()  # post-training seeds the sweep runs (data order, augmentation)
+    seeds: tuple[int, ...] = setting()  # seeds the sweep runs: each its own start network when independent_starts
+    independent_starts: bool = defines(PRETRAIN)  # True: seed s pre-trains (fine-tunes) its own start network
     layer_scale: str = defines(POSTTRAIN)  # weight of a layer-wise slope in L0.5 (see linearize.l05_penalty)
     freeze_tol: float = defines(POSTTRAIN)  # |α−1| < tol freezes a slope at 1 (paper: 0.01)
     out_dir: str = setting()  # where results and checkpoints go
@@ -94,6 +102,12 @@ class ProtocolConfig:
             found.append(f"unknown run mode {self.mode!r}; use one of {', '.join(profiles.MODES)}")
         if any(not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in self.omegas):
             found.append(f"omega must be a finite number >= 0, got {self.omegas}")
+        if any(not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0 for t in self.targets):
+            found.append(f"a target NAPL must be a finite number >= 0, got {self.targets}")
+        if not self.omegas and not self.targets:
+            found.append("give at least one ω (omegas) or one target NAPL (targets)")
+        if self.omega_start <= 0 or self.omega_growth < 1 or self.control_every < 1 or self.recovery_epochs < 0:
+            found.append("need omega_start > 0, omega_growth >= 1, control_every >= 1 and recovery_epochs >= 0")
         unknown = [g for g in self.granularities if g not in linearize.GRANULARITIES]
         if unknown:
             found.append(f"unknown granularity {unknown[0]!r}; choose one of {list(linearize.GRANULARITIES)}")
@@ -109,13 +123,14 @@ class ProtocolConfig:
         stages = STAGES[:STAGES.index(stage) + 1]
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["defines"] in stages)
 
-    def train_config(self, stage: str, knobs: config.SystemKnobs) -> train.TrainConfig:
+    def train_config(self, stage: str, knobs: config.SystemKnobs, schedule: str = "cosine") -> train.TrainConfig:
         """The `TrainConfig` of `stage` with the system knobs this config leaves at None resolved from `knobs`."""
         if stage == PRETRAIN:
             settings = {"epochs": self.pretrain_epochs, "lr": self.pretrain_lr}
         else:
             settings = {"epochs": self.posttrain_epochs, "lr": self.posttrain_lr,
                         "optimizer": self.posttrain_optimizer, "slope_lr_mult": self.slope_lr_mult}
+        settings["schedule"] = schedule
 
         def pick(value, default):
             return default if value is None else value
@@ -167,18 +182,21 @@ def parse_overrides(items: list[str]) -> dict:
     return {k: parse_value(v) for k, v in (item.split("=", 1) for item in items)}
 
 
-def parse_one_run(text: str) -> tuple[str, float, int]:
-    """`--one-run GRANULARITY:OMEGA:SEED` as (granularity, ω, seed).
+def parse_one_run(text: str) -> tuple[str, int, float | None, float | None]:
+    """`--one-run GRANULARITY:KNOB:SEED` as (granularity, seed, omega, target); KNOB is `omega<ω>`, `target<NAPL>`
+    or a bare number (a fixed ω).
 
     Raises:
-        ConfigError: not three parts, or ω or the seed not a number.
+        ConfigError: not three parts, or the knob or the seed not a number.
     """
-    parts = text.split(":")
     try:
-        granularity, omega, seed = parts
-        return granularity, float(omega), int(seed)
+        granularity, knob, seed = text.split(":")
+        if knob.startswith("target"):
+            return granularity, int(seed), None, float(knob.removeprefix("target"))
+        return granularity, int(seed), float(knob.removeprefix("omega")), None
     except ValueError:
-        raise ConfigError(f"--one-run expects GRANULARITY:OMEGA:SEED, e.g. channel:0.01:0, got {text!r}") from None
+        raise ConfigError(f"--one-run expects GRANULARITY:KNOB:SEED, e.g. channel:target4:0 or layer:omega0.01:1, "
+                          f"got {text!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -206,25 +224,42 @@ def reuse_if_same(stored: dict, cfg: ProtocolConfig, stage: str) -> dict:
     return stored
 
 
-def stored_pretrain(cfg: ProtocolConfig) -> dict | None:
-    """The stored pre-training result of `cfg.out_dir` (checked with `reuse_if_same`), or None when there is none."""
-    path = Path(cfg.out_dir) / "pretrain" / "result.json"
+def start_dir(cfg: ProtocolConfig, seed: int) -> Path:
+    """Where the start network of `seed`'s runs is stored: `<out_dir>/pretrain/seed<s>/` with independent starts,
+    else the one shared `<out_dir>/pretrain/`."""
+    out = Path(cfg.out_dir) / "pretrain"
+    return out / f"seed{seed}" if cfg.independent_starts else out
+
+
+def start_seed(cfg: ProtocolConfig, seed: int) -> int:
+    """The seed that pre-trains (or fine-tunes) the start network of `seed`'s runs."""
+    base = getattr(cfg, "pretrain_seed", 0)
+    return base + seed if cfg.independent_starts else base
+
+
+def stored_pretrain(cfg: ProtocolConfig, seed: int = 0) -> dict | None:
+    """The stored start network's result for `seed` (checked with `reuse_if_same`), or None when there is none."""
+    path = start_dir(cfg, seed) / "result.json"
     return reuse_if_same(read_json(path), cfg, PRETRAIN) if path.exists() else None
 
 
-def stored_run(cfg: ProtocolConfig, granularity: str, omega: float, seed: int) -> dict | None:
+def stored_run(cfg: ProtocolConfig, granularity: str, seed: int, omega: float | None = None,
+               target: float | None = None) -> dict | None:
     """Check a post-training run's arguments; return its stored result when it exists (made with the same settings,
     see `reuse_if_same`), else None.
 
     Raises:
-        ConfigError: an unknown granularity, a negative or non-finite ω.
+        ConfigError: an unknown granularity, a negative or non-finite ω or target, or not exactly one of them.
         StoredResultError: a stored run made with other settings.
     """
     if granularity not in linearize.GRANULARITIES:
         raise ConfigError(f"unknown granularity {granularity!r}; choose one of {list(linearize.GRANULARITIES)}")
-    if not math.isfinite(omega) or omega < 0:
-        raise ConfigError(f"omega must be a finite number >= 0, got {omega}")
-    path = Path(cfg.out_dir) / "runs" / f"{run_name(granularity, omega, seed)}.json"
+    if (omega is None) == (target is None):
+        raise ConfigError(f"a run has either a fixed omega or a target NAPL, got omega={omega}, target={target}")
+    value = omega if target is None else target
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{'omega' if target is None else 'target'} must be a finite number >= 0, got {value}")
+    path = Path(cfg.out_dir) / "runs" / f"{run_name(granularity, seed, omega, target)}.json"
     return reuse_if_same(read_json(path), cfg, POSTTRAIN) if path.exists() else None
 
 
@@ -260,10 +295,10 @@ def stage_record(kind: str, cfg: ProtocolConfig, tcfg: train.TrainConfig, start:
             "wall_time_s": round(time.time() - start, 1), "provenance": provenance(device)}
 
 
-def store_start_network(cfg: ProtocolConfig, deploy: torch.nn.Module, result: dict) -> dict:
-    """Write the pre-training stage (`deploy.pt` and `result.json` under `<out_dir>/pretrain/`) from rank 0, remove
-    its epoch checkpoint, and let the other ranks wait for the files. Returns `result`."""
-    out = Path(cfg.out_dir) / "pretrain"
+def store_start_network(cfg: ProtocolConfig, deploy: torch.nn.Module, result: dict, seed: int = 0) -> dict:
+    """Write the pre-training stage of `seed` (`deploy.pt` and `result.json` in `start_dir`) from rank 0, remove its
+    epoch checkpoint, and let the other ranks wait for the files. Returns `result`."""
+    out = start_dir(cfg, seed)
     if train.is_main_process():
         state = {k: v.detach().cpu() for k, v in deploy.state_dict().items()}
         train.save_checkpoint_atomic(out / "deploy.pt", {"model": state, "config": asdict(cfg)})
@@ -273,46 +308,97 @@ def store_start_network(cfg: ProtocolConfig, deploy: torch.nn.Module, result: di
     return result
 
 
+def _linearize(cfg: ProtocolConfig, net: torch.nn.Module, train_loader, test_loader, tcfg: train.TrainConfig,
+               omega: float | None, target: float | None, input_shape: tuple[int, ...], checkpoint: Path,
+               progress: bool, desc: str) -> tuple[dict, targeting.NaplController | None]:
+    """Phase 1: train with CE + ω·L0.5 and freezing, for a fixed ω (all `posttrain_epochs`) or steered to a target
+    (at a constant learning rate, ending when the target is reached)."""
+    if target is None:
+        def penalty(model):
+            return omega * linearize.l05_penalty(model, layer_scale=cfg.layer_scale)
+
+        def freeze(model, optimizer):
+            linearize.freeze_near_linear(model, cfg.freeze_tol, optimizer)
+
+        history = train.fit(net, train_loader, test_loader, tcfg, penalty=penalty, after_step=freeze,
+                            checkpoint=checkpoint, progress=progress, desc=desc)
+        return history, None
+    controller = targeting.NaplController(
+        targeting.napl_weights(net, input_shape), target, cfg.omega_start, cfg.omega_growth, cfg.control_every,
+        cfg.target_tol, cfg.freeze_tol, cfg.layer_scale)
+    history = train.fit(net, train_loader, test_loader, dataclasses.replace(tcfg, schedule="constant"),
+                        penalty=controller.penalty, after_step=controller.after_step,
+                        stop=lambda: controller.reached, stateful={"controller": controller},
+                        checkpoint=checkpoint, progress=progress, desc=desc)
+    return history, controller
+
+
 def linearize_and_record(cfg: ProtocolConfig, net: torch.nn.Module, train_loader, test_loader,
-                         tcfg: train.TrainConfig, granularity: str, omega: float, seed: int, device: torch.device,
-                         input_shape: tuple[int, ...] = (1, 3, 32, 32), progress: bool = True) -> dict:
+                         tcfg: train.TrainConfig, granularity: str, seed: int, device: torch.device, *,
+                         omega: float | None = None, target: float | None = None,
+                         input_shape: tuple[int, ...] = (1, 3, 32, 32), progress: bool = True,
+                         extra: Callable[[torch.nn.Module], dict] | None = None) -> dict:
     """The post-training of every protocol once its network (already with PReLUs) and loaders exist.
 
-    Trains `net` with cross-entropy + ω·L0.5, freezing near-linear slopes after every step; writes
-    `<cfg.out_dir>/runs/<run_name>.json` (and the weights when `cfg.save_models`) from rank 0 and returns the result:
-    test accuracy and loss, NAPL, path-length histogram, per-layer nonlinear fractions, slope and frozen counts,
-    parameter count, conv depth after merging linear layers (plain nets), history, wall time, provenance.
+    Phase 1 linearizes (fixed ω, or steered to a target NAPL by `targeting.NaplController`); phase 2, the recovery
+    control, trains `cfg.recovery_epochs` more epochs with the penalty off and every slope fixed (NAPL unchanged),
+    the same for both variants (a targeted run that missed its target skips it). Both phases resume after an
+    interruption. Writes `<cfg.out_dir>/runs/<run_name>.json` (and the weights when `cfg.save_models`) from rank 0 and
+    returns the result: accuracy after linearization and after recovery, NAPL, the path-length histogram, per-layer
+    nonlinear fractions, how linear the unfrozen slopes are, slope and frozen counts, the ω trajectory, conv depth
+    after merging linear layers (plain nets), both histories, wall time, provenance, and whatever `extra(net)` adds.
     """
     runs = Path(cfg.out_dir) / "runs"
-    name = run_name(granularity, omega, seed)
-
-    def penalty(model):
-        return omega * linearize.l05_penalty(model, layer_scale=cfg.layer_scale)
-
-    def freeze(model, optimizer):
-        linearize.freeze_near_linear(model, cfg.freeze_tol, optimizer)
-
+    name = run_name(granularity, seed, omega, target)
     start = time.time()
-    history = train.fit(net, train_loader, test_loader, tcfg, penalty=penalty, after_step=freeze,
-                        checkpoint=runs / f"{name}.ckpt.pt", progress=progress, desc=name)
+    phase1 = runs / f"{name}.linearized.pt"
+    if phase1.exists():  # an interrupted run whose linearization had finished
+        state = torch.load(phase1, map_location=device, weights_only=False)
+        net.load_state_dict(state["model"])
+        history, trajectory, reached_step = state["history"], state["trajectory"], state["reached_step"]
+    else:
+        history, controller = _linearize(cfg, net, train_loader, test_loader, tcfg, omega, target, input_shape,
+                                         runs / f"{name}.ckpt.pt", progress, name)
+        trajectory = controller.trajectory if controller else [(0, omega)]
+        reached_step = controller.reached_step if controller else None
+        if train.is_main_process():
+            train.save_checkpoint_atomic(phase1, {"model": net.state_dict(), "history": history,
+                                                  "trajectory": trajectory, "reached_step": reached_step})
+            (runs / f"{name}.ckpt.pt").unlink(missing_ok=True)
+        wait_for_rank0()
+    reached = target is None or reached_step is not None
+    recovery = None
+    if reached and cfg.recovery_epochs > 0 and not history["diverged"]:
+        for _, m in linearize.prelu_modules(net):
+            m.alpha.requires_grad_(False)  # every slope fixed: the linear units stay linear, NAPL is unchanged
+        recovery = train.fit(net, train_loader, test_loader, dataclasses.replace(tcfg, epochs=cfg.recovery_epochs),
+                             checkpoint=runs / f"{name}.recovery.ckpt.pt", progress=progress,
+                             desc=f"{name} recovery")
     net = net.cpu().eval()
     prelus = linearize.prelu_modules(net)
     plain = isinstance(net, models.PlainConvNet)  # merging linear layers is defined for plain nets only
+    linearized = history["test"]["accuracy"]
+    recovered = recovery["test"]["accuracy"] if recovery else None
     result = stage_record(
-        "post_train", cfg, tcfg, start, device, granularity=granularity, omega=omega, seed=seed,
-        test_accuracy=history["test"]["accuracy"], test_loss=history["test"]["loss"], diverged=history["diverged"],
+        "post_train", cfg, tcfg, start, device, granularity=granularity, omega=omega, target=target, seed=seed,
+        reached=reached, reached_step=reached_step, omega_trajectory=trajectory,
+        test_accuracy=recovered if recovered is not None else linearized, test_accuracy_linearized=linearized,
+        test_accuracy_recovered=recovered, test_loss=(recovery or history)["test"]["loss"],
+        diverged=history["diverged"] or bool(recovery and recovery["diverged"]),
         napl=paths.napl(net, input_shape),
         path_length_histogram=paths.path_length_distribution(net, input_shape).tolist(),
-        nonlinear_fraction=linearize.nonlinear_fraction(net), slopes=linearize.count_slopes(net),
-        frozen_slopes=int(sum(m.frozen.sum().item() for _, m in prelus)),
+        nonlinear_fraction=linearize.nonlinear_fraction(net), slope_distribution=targeting.slope_distribution(net),
+        slopes=linearize.count_slopes(net), frozen_slopes=int(sum(m.frozen.sum().item() for _, m in prelus)),
         linear_channels=int(sum((~m.nonlinear_mask()).sum().item() for _, m in prelus)),
         channels=int(sum(m.num_channels for _, m in prelus)), parameters=models.count_parameters(net),
-        depth_after_merge=linearize.layer_counts(linearize.merge_linear(net)) if plain else None, history=history)
+        depth_after_merge=linearize.layer_counts(linearize.merge_linear(net)) if plain else None, history=history,
+        recovery_history=recovery, **(extra(net) if extra else {}))
     if train.is_main_process():
         if cfg.save_models:
             train.save_checkpoint_atomic(runs / f"{name}.pt", {"model": net.state_dict(), "granularity": granularity})
         write_json_atomic(runs / f"{name}.json", result)
-        (runs / f"{name}.ckpt.pt").unlink(missing_ok=True)
+        for leftover in (phase1, runs / f"{name}.recovery.ckpt.pt"):
+            leftover.unlink(missing_ok=True)
     wait_for_rank0()
     return result
 
@@ -327,51 +413,87 @@ def wait_for_rank0() -> None:
 # Sweeps and their files
 # ---------------------------------------------------------------------------------------------------------------------
 
+def grid(cfg: ProtocolConfig) -> list[tuple[str, int, float | None, float | None]]:
+    """Every run of a sweep as (granularity, seed, omega, target): the targets first, then the fixed ω."""
+    runs = [(g, s, None, t) for t in cfg.targets for s in cfg.seeds for g in cfg.granularities]
+    return runs + [(g, s, w, None) for w in cfg.omegas for s in cfg.seeds for g in cfg.granularities]
+
+
 def sweep(cfg: ProtocolConfig, pretrain: Callable[..., dict], post_train: Callable[..., dict],
           progress: bool = True) -> list[dict]:
-    """`pretrain(cfg)` (or its stored result), then `post_train(cfg, g, ω, seed)` for every (granularity, ω, seed)
-    of `cfg`; `<out_dir>/summary.json` (`judging.summarize`) is rewritten after every run by rank 0.
+    """`pretrain(cfg, seed)` (or its stored result) for every start network, then `post_train(cfg, g, seed,
+    omega=…, target=…)` for every run of `grid(cfg)`; `<out_dir>/summary.json` (`judging.summarize`) is rewritten
+    after every run by rank 0.
 
-    Interrupt it at any time and call it again: finished runs are read back, the unfinished one resumes from its
-    last epoch. Only rank 0 shows the progress bar.
+    Interrupt it at any time and call it again: finished runs are read back, the unfinished one resumes. Only rank 0
+    shows the progress bar.
     """
     from tqdm.auto import tqdm
 
-    baseline = pretrain(cfg, progress=progress)
-    grid = [(g, w, s) for g in cfg.granularities for w in cfg.omegas for s in cfg.seeds]
+    seeds = cfg.seeds if cfg.independent_starts else cfg.seeds[:1]
+    baselines = [pretrain(cfg, seed, progress=progress) for seed in seeds]
     results = []
-    for g, w, s in tqdm(grid, desc="sweep", disable=True if not train.is_main_process() else not progress or None):
-        results.append(post_train(cfg, g, w, s, progress=progress))
+    for g, s, w, t in tqdm(grid(cfg), desc="sweep",
+                           disable=True if not train.is_main_process() else not progress or None):
+        results.append(post_train(cfg, g, s, omega=w, target=t, progress=progress))
         if train.is_main_process():
-            write_json_atomic(Path(cfg.out_dir) / "summary.json", judging.summarize(results, baseline))
+            write_json_atomic(Path(cfg.out_dir) / "summary.json", judging.summarize(results, baselines))
     return results
 
 
-def load_results(out_dir: str | Path) -> tuple[dict | None, list[dict]]:
-    """Read back a sweep folder: (pre-training result or None, list of post-training results)."""
+def load_results(out_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """Read back a sweep folder: (the start networks' results, the post-training results)."""
     out = Path(out_dir)
-    baseline = read_json(out / "pretrain" / "result.json") if (out / "pretrain" / "result.json").exists() else None
-    return baseline, [read_json(p) for p in sorted((out / "runs").glob("*.json"))]
+    starts = sorted((out / "pretrain").glob("result.json")) + sorted((out / "pretrain").glob("seed*/result.json"))
+    return [read_json(p) for p in starts], [read_json(p) for p in sorted((out / "runs").glob("*.json"))]
 
 
-def export_reference(out_dir: str | Path, path: str | Path) -> dict:
-    """Write a compact, committed record of a finished sweep (summary, every run's numbers, provenance) to `path`.
+def export_reference(out_dir: str | Path, name: str, reference_dir: str | Path = REFERENCE_DIR) -> Path:
+    """Store a finished sweep as a reference, `<reference_dir>/<name>/`: every start's and every run's result file
+    (no weights) and its summary. Notebooks show it, and `use_reference` seeds an out dir from it."""
+    starts, runs = load_results(out_dir)
+    dest = Path(reference_dir) / name
+    for result in starts:
+        folder = "pretrain" if not result["config"].get("independent_starts") else f"pretrain/seed{result['seed']}"
+        write_json_atomic(dest / folder / "result.json", result)
+    for result in runs:
+        write_json_atomic(dest / "runs" / f"{run_name_of(result)}.json", result)
+    write_json_atomic(dest / "summary.json", judging.summarize(runs, starts))
+    return dest
 
-    The notebooks overlay these files (`data/reference/<name>.json`) on what a learner computes live.
-    """
-    baseline, runs = load_results(out_dir)
-    keep = ("granularity", "omega", "seed", "test_accuracy", "test_loss", "diverged", "napl", "path_length_histogram",
-            "nonlinear_fraction", "slopes", "frozen_slopes", "linear_channels", "channels", "parameters",
-            "depth_after_merge", "wall_time_s")
-    record = {
-        "about": "Aggregated results of a `python -m course_lib cifar|imagenet` sweep (see config); written by "
-                 "protocol.export_reference.",
-        "config": runs[0]["config"] if runs else baseline["config"],
-        "pretrain": {k: v for k, v in baseline.items() if k not in ("history",)},
-        "summary": judging.summarize(runs, baseline),
-        "runs": [{k: r.get(k) for k in keep} for r in runs],
-        "total_wall_time_s": round(baseline["wall_time_s"] + sum(r["wall_time_s"] for r in runs), 1),
-        "provenance": runs[-1]["provenance"] if runs else baseline["provenance"],
-    }
-    write_json_atomic(path, record)
-    return record
+
+def reference_wall_time(name: str, reference_dir: str | Path = REFERENCE_DIR) -> float | None:
+    """Seconds the stored reference `name` took to compute (its starts and runs together), or None without one."""
+    starts, runs = load_results(Path(reference_dir) / name)
+    return sum(r["wall_time_s"] for r in starts + runs) if runs else None
+
+
+def reference_matches(cfg: ProtocolConfig, name: str, reference_dir: str | Path = REFERENCE_DIR) -> bool:
+    """Whether the stored reference `name` was made with the settings of `cfg` (every field that defines a result)
+    and covers every run of its sweep."""
+    starts, runs = load_results(Path(reference_dir) / name)
+    if not starts or not runs:
+        return False
+    try:
+        reuse_if_same(runs[0], cfg, POSTTRAIN)
+    except StoredResultError:
+        return False
+    stored = {run_name_of(r) for r in runs}
+    return all(run_name(g, s, w, t) in stored for g, s, w, t in grid(cfg))
+
+
+def use_reference(cfg: ProtocolConfig, name: str, reference_dir: str | Path = REFERENCE_DIR) -> bool:
+    """Copy the stored reference `name` into `cfg.out_dir` when it matches `cfg` (`reference_matches`), so that a
+    sweep there reads every result back in seconds instead of computing it; files already there are kept.
+    Returns whether it did."""
+    if not reference_matches(cfg, name, reference_dir):
+        return False
+    source, out = Path(reference_dir) / name, Path(cfg.out_dir)
+    for path in source.rglob("result.json"):
+        target = out / path.relative_to(source)
+        if not target.exists():
+            write_json_atomic(target, read_json(path))
+    for path in (source / "runs").glob("*.json"):
+        if not (out / "runs" / path.name).exists():
+            write_json_atomic(out / "runs" / path.name, read_json(path))
+    return True

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_json_atomic", "read_json", "git_commit", "provenance", "REFERENCE_DIR", "load_reference", "run_name"]
+__all__ = ["write_json_atomic", "read_json", "git_commit", "provenance", "REFERENCE_DIR", "load_reference", "run_name",
+           "run_name_of"]
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "data" / "reference"
 
@@ -81,6 +82,17 @@ def load_reference(name: str) -> dict | None:
     return read_json(path) if path.exists() else None
 
 
-def run_name(granularity: str, omega: float, seed: int) -> str:
-    """File stem of one post-training run's result, e.g. `channel-omega0.03-seed1`."""
-    return f"{granularity}-omega{omega:g}-seed{seed}"
+def run_name(granularity: str, seed: int, omega: float | None = None, target: float | None = None) -> str:
+    """File stem of one post-training run's result: `channel-omega0.03-seed1` for a fixed ω, `layer-target4-seed0`
+    for a target NAPL. Exactly one of `omega` and `target` is given."""
+    if (omega is None) == (target is None):
+        raise ValueError(f"give exactly one of omega and target, got omega={omega}, target={target}")
+    knob = f"omega{omega:g}" if target is None else f"target{target:g}"
+    return f"{granularity}-{knob}-seed{seed}"
+
+
+def run_name_of(result: dict) -> str:
+    """`run_name` of a stored post-training result."""
+    target = result.get("target")
+    return run_name(result["granularity"], result["seed"], omega=result["omega"] if target is None else None,
+                    target=target)

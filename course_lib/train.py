@@ -38,6 +38,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adamw" (decoupled weight decay)
     slope_lr_mult: float = 1.0  # learning rate of PReLU slopes relative to `lr` (ours; the paper is silent)
     lr: float = 0.1  # peak learning rate (per batch of `batch_size`), cosine-decayed to 0 over all steps
+    schedule: str = "cosine"  # "cosine" (to 0 over all steps) or "constant" (e.g. while a controller steers)
     momentum: float = 0.9  # SGD momentum
     nesterov: bool = True  # Nesterov momentum
     weight_decay: float = 5e-4  # L2 on conv/linear weights only; never on BN, biases or PReLU slopes
@@ -194,6 +195,8 @@ def fit(
     checkpoint: str | Path | None = None,
     progress: bool = True,
     desc: str = "train",
+    stop: Callable[[], bool] | None = None,
+    stateful: dict | None = None,
 ) -> dict:
     """Train `model` in place for `cfg.epochs` epochs and return its history.
 
@@ -207,6 +210,10 @@ def fit(
         checkpoint: a file to write after every epoch and to resume from when it exists.
         progress: show a tqdm bar (silent anyway when not interactive).
         desc: label of the progress bar.
+        stop: asked after every step (after `after_step`); True ends training there, e.g. when a target NAPL is
+            reached. The history then says where in "stopped_at" ({"epoch", "step"}); otherwise it is None.
+        stateful: objects with `state_dict()`/`load_state_dict()` (e.g. a `targeting.NaplController`) saved in the
+            checkpoint next to the model and restored on resume.
 
     Returns:
         {"epochs": [{"epoch", "train_loss", "penalty", "lr", "time_s"}, ...], "test": {...} or None,
@@ -222,8 +229,12 @@ def fit(
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = len(train_loader)
     total = cfg.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, total))
-    history: dict = {"epochs": [], "test": None, "train_time_s": 0.0, "resumed_from_epoch": 0, "diverged": False}
+    if cfg.schedule not in ("cosine", "constant"):
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose cosine or constant")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, (lambda s: cosine_lr(s, total)) if cfg.schedule == "cosine" else (lambda s: 1.0))
+    history: dict = {"epochs": [], "test": None, "train_time_s": 0.0, "resumed_from_epoch": 0, "diverged": False,
+                     "stopped_at": None}
     start_epoch = 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
@@ -233,6 +244,8 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], state["history"]
         history["resumed_from_epoch"] = start_epoch
+        for name, obj in (stateful or {}).items():
+            obj.load_state_dict(state["stateful"][name])
 
     ddp = dist.is_initialized()
     net = nn.parallel.DistributedDataParallel(model) if ddp else model
@@ -249,7 +262,9 @@ def fit(
         finite = [0.0, 0.0]  # the sums at the last check that found them finite
         bar = tqdm(train_loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress or None if is_main_process() else True, mininterval=2.0)
+        steps_done = 0
         for step, (x, y) in enumerate(bar, 1):
+            steps_done = step
             with autocast(device, cfg.amp_bf16):
                 logits = net(x)
             loss = F.cross_entropy(logits.float(), y)
@@ -267,22 +282,26 @@ def fit(
             if step % _CHECK_EVERY == 0 and not _record_if_finite(sums, finite):
                 history["diverged"] = True  # a diverged run stops here and says so in its history
                 break
+            if stop is not None and stop():
+                history["stopped_at"] = {"epoch": epoch + 1, "step": step}
+                break
         if not history["diverged"] and not _record_if_finite(sums, finite):
             history["diverged"] = True
         history["epochs"].append({
             "epoch": epoch + 1,
-            "train_loss": finite[0] / steps_per_epoch,
-            "penalty": finite[1] / steps_per_epoch,
+            "train_loss": finite[0] / max(1, steps_done),
+            "penalty": finite[1] / max(1, steps_done),
             "lr": scheduler.get_last_lr()[0],
             "time_s": round(time.time() - start, 2),
         })
         history["train_time_s"] += time.time() - start
-        if history["diverged"]:
+        if history["diverged"] or history["stopped_at"]:
             break
         if ckpt is not None and is_main_process():
             save_checkpoint_atomic(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                           "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                                          "history": history, "config": asdict(cfg)})
+                                          "history": history, "config": asdict(cfg),
+                                          "stateful": {k: v.state_dict() for k, v in (stateful or {}).items()}})
     if test_loader is not None:
         history["test"] = evaluate(model, test_loader, cfg.amp_bf16)
     return history

@@ -527,31 +527,52 @@ _VARIANT_COLORS = {"channel": "#0072B2", "layer": "#D55E00"}
 
 
 def plot_accuracy_vs_napl(summary: Mapping[str, Any], ax: plt.Axes | None = None, title: str | None = None,
-                          reference: bool = False, label_suffix: str = "") -> plt.Figure:
+                          reference: bool = False, label_suffix: str = "", moment: str = "recovered",
+                          start_label: str | None = None) -> plt.Figure:
     """Accuracy vs NAPL for both variants from `judging.summarize` output, with ± std error bars over seeds.
 
-    `reference=True` draws the curves faded and dashed (a stored run shown next to the live one).
+    `moment` is "recovered" (after the recovery phase) or "linearized" (at the end of linearization); a targeted
+    point sits at its mean NAPL. `reference=True` draws the curves faded and dashed (a stored run next to a live one).
+    `start_label` names the unlinearized start (default: "unlinearized plain net" or the network's name).
     """
     fig, ax = _new_ax(ax)
     alpha, style = (0.45, "--") if reference else (1.0, "-")
     suffix = label_suffix or (" (stored reference)" if reference else "")
+    key = "accuracy" if moment == "recovered" else "accuracy_linearized"
     baseline = summary.get("baseline")
     for granularity, points in summary["curves"].items():
+        points = [{"napl": p["napl"], "napl_std": p["napl_std"], "acc": p.get(key, p["accuracy"]),
+                   "acc_std": p.get(f"{key}_std", p["accuracy_std"])} for p in points]
         if baseline:
-            points = [{"napl": baseline["napl"], "accuracy": baseline["test_accuracy"], "accuracy_std": 0.0,
-                       "napl_std": 0.0}, *points]
+            points.append({"napl": baseline["napl"], "napl_std": 0.0, "acc": baseline["test_accuracy"],
+                           "acc_std": baseline.get("test_accuracy_std", 0.0)})
         points = sorted(points, key=lambda p: p["napl"])
-        ax.errorbar([p["napl"] for p in points], [100 * p["accuracy"] for p in points],
-                    yerr=[100 * p["accuracy_std"] for p in points], xerr=[p["napl_std"] for p in points],
+        ax.errorbar([p["napl"] for p in points], [100 * p["acc"] for p in points],
+                    yerr=[100 * p["acc_std"] for p in points], xerr=[p["napl_std"] for p in points],
                     marker="o", ms=4, capsize=3, linestyle=style, alpha=alpha,
                     color=_VARIANT_COLORS.get(granularity), label=f"{granularity}-wise{suffix}")
     if baseline and not reference:
+        network = (summary.get("config") or {}).get("network", "repvgg")
+        label = start_label or ("unlinearized plain net" if network == "repvgg" else f"unlinearized {network}")
         ax.plot([baseline["napl"]], [100 * baseline["test_accuracy"]], marker="*", ms=12, color="black",
-                linestyle="none", label="unlinearized plain net")
+                linestyle="none", label=label)
     ax.set_xlabel("NAPL (normalized average path length)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"test accuracy (%), {'after recovery' if moment == 'recovered' else 'end of linearization'}")
     if title:
         ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_omega_trajectories(runs: Sequence[Mapping[str, Any]], ax: plt.Axes | None = None,
+                            title: str = "The controller raises ω until the target NAPL is reached") -> plt.Figure:
+    """ω against the post-training step of targeted runs (their `omega_trajectory`), one step line per run."""
+    fig, ax = _new_ax(ax)
+    for run in runs:
+        steps, omegas = zip(*run["omega_trajectory"])
+        ax.step(steps, omegas, where="post", color=_VARIANT_COLORS.get(run["granularity"]),
+                label=f"{run['granularity']}-wise, target {run['target']:g}, seed {run['seed']}")
+    ax.set(xlabel="post-training step", ylabel="ω", title=title)
     ax.legend(fontsize=8)
     return fig
 
@@ -581,23 +602,24 @@ def plot_nonlinear_heatmap(rows: Mapping[str, Sequence[float]], ax: plt.Axes | N
     return fig
 
 
-def plot_gaps(summaries: Mapping[str, Mapping[str, Any]], ax: plt.Axes | None = None,
-              title: str = "Channel-wise minus layer-wise accuracy at matched NAPL") -> plt.Figure:
-    """The gap at matched NAPL (from `judging.summarize`) of several experiments on one axis.
+def plot_gaps(summaries: Mapping[str, Mapping[str, Any]], ax: plt.Axes | None = None, moment: str = "recovered",
+              title: str = "Channel-wise minus layer-wise accuracy, paired at matched NAPL") -> plt.Figure:
+    """The paired gaps (from `judging.summarize`) of several sweeps on one axis, with their 95% intervals.
 
     `summaries` maps a label to a summary (e.g. {"plain net (04)": ..., "ResNet-56 (05)": ...}); the figure is
-    drawn on `ax` (None: a new one) and returned. Error bars are the spread a gap must exceed to be clear
-    (`judging.gap_spread`); only the points of the informative NAPL range (`judging.informative_gaps`) are drawn.
+    drawn on `ax` (None: a new one) and returned. Only the targets of the informative NAPL range
+    (`judging.informative_gaps`) are drawn; a gap from a single pair has no bar.
     """
     fig, ax = _new_ax(ax)
     for label, summary in summaries.items():
-        gaps = sorted(judging.informative_gaps(summary), key=lambda g: g["napl"])
+        gaps = sorted(judging.informative_gaps(summary, moment), key=lambda g: g["napl"])
         if not gaps:
             continue
-        ax.errorbar([g["napl"] for g in gaps], [100 * g["gap"] for g in gaps],
-                    yerr=[100 * judging.gap_spread(g) for g in gaps],
+        low = [100 * (g["gap"] - g["low"]) if g["low"] is not None else 0.0 for g in gaps]
+        high = [100 * (g["high"] - g["gap"]) if g["high"] is not None else 0.0 for g in gaps]
+        ax.errorbar([g["napl"] for g in gaps], [100 * g["gap"] for g in gaps], yerr=[low, high],
                     marker="o", ms=5, capsize=3, label=label)
     ax.axhline(0.0, color="gray", lw=1)
-    ax.set(xlabel="NAPL", ylabel="gap (accuracy points)", title=title)
+    ax.set(xlabel="target NAPL", ylabel=f"gap (accuracy points), {moment}", title=title)
     ax.legend(fontsize=8)
     return fig

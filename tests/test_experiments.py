@@ -15,10 +15,15 @@ SMALL = dict(n_train=256, n_test=200, amp_bf16=False, channels_last=False, compi
 
 
 def test_smoke_sweep_end_to_end(tmp_path, data_dir):
-    cfg = experiments.cifar_config("smoke", out_dir=str(tmp_path), data_dir=str(data_dir), **SMALL)
+    # 16 steps an epoch, up to 2 epochs to reach the target: enough for both variants in smoke
+    cfg = experiments.cifar_config("smoke", out_dir=str(tmp_path), data_dir=str(data_dir), posttrain_epochs=2,
+                                   **{**SMALL, "n_train": 2048})
     results = experiments.sweep(cfg, progress=False)
-    assert len(results) == len(cfg.granularities) * len(cfg.omegas) * len(cfg.seeds)
+    assert len(results) == len(cfg.granularities) * (len(cfg.omegas) + len(cfg.targets)) * len(cfg.seeds)
     for r in results:
+        assert r["reached"] and abs(r["napl"] - r["target"]) <= cfg.target_tol  # both variants land on the target
+        assert r["test_accuracy"] == r["test_accuracy_recovered"] and r["recovery_history"]["epochs"]
+        assert r["slope_distribution"]["unfrozen"] == r["slopes"] - r["frozen_slopes"]
         assert 0 <= r["test_accuracy"] <= 1 and 0 <= r["napl"] <= 22 + 1e-9
         assert abs(sum(r["path_length_histogram"]) - 1) < 1e-9
         assert r["provenance"]["torch"] == torch.__version__ and "git_commit" in r["provenance"]
@@ -28,10 +33,11 @@ def test_smoke_sweep_end_to_end(tmp_path, data_dir):
     assert channel["slopes"] == channel["channels"] and layer["slopes"] == 22
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["baseline"]["napl"] == 22 and set(summary["curves"]) == {"channel", "layer"}
+    assert [g["target"] for g in summary["paired_gaps"]] == list(cfg.targets)
 
 
 def test_interrupted_sweep_resumes_without_recomputing(tmp_path, data_dir, monkeypatch):
-    common = dict(data_dir=str(data_dir), posttrain_epochs=2, omegas=(0.3,), **SMALL)
+    common = dict(data_dir=str(data_dir), posttrain_epochs=2, omegas=(0.3,), targets=(), recovery_epochs=0, **SMALL)
     reference = experiments.sweep(experiments.cifar_config("smoke", out_dir=str(tmp_path / "a"), **common),
                                   progress=False)
     cfg = experiments.cifar_config("smoke", out_dir=str(tmp_path / "b"), **common)
@@ -51,7 +57,7 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path, data_dir, monke
     with pytest.raises(KeyboardInterrupt):
         experiments.sweep(cfg, progress=False)
     monkeypatch.setattr(train, "save_checkpoint_atomic", original)
-    first = tmp_path / "b" / "runs" / f"{results.run_name('channel', 0.3, 0)}.json"
+    first = tmp_path / "b" / "runs" / f"{results.run_name('channel', 0, omega=0.3)}.json"
     stamp = first.stat().st_mtime_ns
     resumed = experiments.sweep(cfg, progress=False)
     assert first.stat().st_mtime_ns == stamp  # finished run read back, not recomputed
@@ -75,7 +81,7 @@ def test_torchrun_two_processes_agree_with_one(tmp_path, data_dir):
                            "-m", "course_lib", "cifar", "--out", str(multi), "--one-run", run, *common],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    name = results.run_name("channel", 0.3, 0)
+    name = results.run_name("channel", 0, omega=0.3)
     a = json.loads((single / "runs" / f"{name}.json").read_text())
     b = json.loads((multi / "runs" / f"{name}.json").read_text())
     assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.01)
@@ -103,46 +109,11 @@ def test_unknown_mode_and_bad_post_train_arguments(tmp_path):
         experiments.cifar_config("quick")
     cfg = experiments.cifar_config("smoke", out_dir=str(tmp_path))
     with pytest.raises(ValueError, match="unknown granularity"):
-        experiments.post_train(cfg, "block", 0.1, 0)
+        experiments.post_train(cfg, "block", 0, omega=0.1)
     with pytest.raises(ValueError, match="omega"):
-        experiments.post_train(cfg, "channel", -0.1, 0)
-
-
-def test_summary_gap_is_interpolated_at_matched_napl():
-    def run(g, w, s, napl, acc):
-        return {"granularity": g, "omega": w, "seed": s, "napl": napl, "test_accuracy": acc, "config": {}}
-
-    results = [run("channel", 0.1, 0, 10.0, 0.80), run("channel", 0.1, 1, 12.0, 0.82),  # mean (11, 0.81)
-               run("channel", 1.0, 0, 3.0, 0.70), run("layer", 0.1, 0, 7.0, 0.60)]
-    baseline = {"napl": 22.0, "test_accuracy": 0.9, "test_accuracy_train_form": 0.9, "parameters_deploy": 1}
-    summary = judging.summarize(results, baseline)
-    channel = summary["curves"]["channel"]
-    assert channel[0]["accuracy"] == pytest.approx(0.81) and channel[0]["napl"] == pytest.approx(11.0)
-    gap = summary["gaps_at_matched_napl"][0]
-    # channel-wise curve between (3, 0.70) and (11, 0.81) at NAPL 7: 0.70 + 0.11 * 4/8 = 0.755
-    assert gap["channel_accuracy_interp"] == pytest.approx(0.755) and gap["gap"] == pytest.approx(0.155)
-
-
-def _summary_with_gap(gap):
-    def run(g, w, s, napl, acc):
-        return {"granularity": g, "omega": w, "seed": s, "napl": napl, "test_accuracy": acc, "config": {}}
-
-    results = [run("channel", 0.1, s, 6.0, 0.80 + 0.001 * s) for s in range(2)]
-    results += [run("layer", 0.1, s, 6.0, 0.80 - gap + 0.001 * s) for s in range(2)]
-    return judging.summarize(results, {"napl": 22.0, "test_accuracy": 0.9, "test_accuracy_train_form": 0.9,
-                                           "parameters_deploy": 1}), results
-
-
-def test_verdict_reads_the_numbers():
-    agree, results = _summary_with_gap(0.05)
-    assert "agrees with the paper" in judging.verdict(agree)
-    disagree, _ = _summary_with_gap(-0.05)
-    assert "disagrees" in judging.verdict(disagree)
-    assert "inconclusive" in judging.verdict(_summary_with_gap(0.0)[0])
-    single_seed = judging.summarize([r for r in results if r["seed"] == 0], None)
-    assert "single seed" in judging.verdict(single_seed)
-    channel, layer = judging.matched_pair(results, agree)
-    assert channel["granularity"] == "channel" and layer["granularity"] == "layer"
+        experiments.post_train(cfg, "channel", 0, omega=-0.1)
+    with pytest.raises(ValueError, match="either a fixed omega or a target"):
+        experiments.post_train(cfg, "channel", 0, omega=0.1, target=4.0)
 
 
 def test_diverged_runs_are_named_and_left_out():

@@ -285,7 +285,7 @@ def test_torchrun_two_processes_on_gloo(tmp_path, data_dir):
                            "--set", "amp_bf16=false", "channels_last=false", "reader=torchvision"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((out / "runs" / f"{results.run_name('channel', 0.1, 0)}.json").read_text())
+    result = json.loads((out / "runs" / f"{results.run_name('channel', 0, omega=0.1)}.json").read_text())
     assert result["history"]["test"]["n"] == 4 * 16  # every val image once over the 2 ranks, none padded in
     assert result["napl"] < 22  # slopes moved and froze under DDP
     assert "64 val images" in proc.stdout

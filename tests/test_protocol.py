@@ -119,18 +119,18 @@ def _extended_config(marker):
 
 def test_a_new_result_defining_field_refuses_a_stored_run(tmp_path):
     cfg = experiments.cifar_config("smoke", out_dir=str(tmp_path))
-    name = results.run_name("channel", 0.1, 0)
+    name = results.run_name("channel", 0, omega=0.1)
     results.write_json_atomic(tmp_path / "runs" / f"{name}.json", {"kind": "post_train",
                                                                    "config": dataclasses.asdict(cfg)})
-    assert protocol.stored_run(cfg, "channel", 0.1, 0) is not None  # same settings: reused
+    assert protocol.stored_run(cfg, "channel", 0, 0.1) is not None  # same settings: reused
     extended, values = _extended_config(protocol.defines(protocol.POSTTRAIN))
     new = extended(mode="smoke", **{**values, "out_dir": str(tmp_path)})
     with pytest.raises(StoredResultError, match="label_smoothing: stored '<not recorded>' vs now 0.1"):
-        protocol.stored_run(new, "channel", 0.1, 0)
+        protocol.stored_run(new, "channel", 0, 0.1)
     assert json.loads((tmp_path / "runs" / f"{name}.json").read_text())["kind"] == "post_train"  # untouched
     setting_only, values = _extended_config(protocol.setting())
     assert protocol.stored_run(setting_only(mode="smoke", **{**values, "out_dir": str(tmp_path)}),
-                               "channel", 0.1, 0) is not None
+                               "channel", 0, 0.1) is not None
 
 
 def test_a_field_without_a_mark_is_refused():
@@ -156,8 +156,9 @@ def test_set_parser_and_one_run_parser():
         "lr": 1e-4, "name": "adamw", "seeds": [1, 2]}
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         protocol.parse_overrides(["lr"])
-    assert protocol.parse_one_run("layer:0.5:2") == ("layer", 0.5, 2)
-    with pytest.raises(ConfigError, match="GRANULARITY:OMEGA:SEED"):
+    assert protocol.parse_one_run("layer:0.5:2") == ("layer", 2, 0.5, None)
+    assert protocol.parse_one_run("channel:target4:1") == ("channel", 1, None, 4.0)
+    with pytest.raises(ConfigError, match="GRANULARITY:KNOB:SEED"):
         protocol.parse_one_run("layer:0.5")
 
 
@@ -169,14 +170,40 @@ def test_importing_the_protocols_runs_no_git():
     assert out.stdout.strip() == "0"
 
 
-@pytest.mark.parametrize("name", ["cifar10_cpu", "resnet56_cpu"])
-def test_stored_references_summarize_to_their_stored_numbers(name):
+@pytest.mark.parametrize("name", ["cifar10_cpu_fixed_omega", "resnet56_cpu_fixed_omega"])
+def test_stored_fixed_omega_references_summarize_to_their_stored_curves(name):
     record = results.load_reference(name)
     runs = [{**r, "config": record["config"]} for r in record["runs"]]
     summary = judging.summarize(runs, record["pretrain"])
-    for key in ("baseline", "curves", "gaps_at_matched_napl", "n_runs", "diverged_runs"):
-        assert summary[key] == record["summary"][key], key
-    assert judging.verdict(summary) == judging.verdict(record["summary"])
+    assert summary["paired_gaps"] == []  # fixed ω: curves only, nothing interpolated
+    for g, points in record["summary"]["curves"].items():
+        for new, old in zip(summary["curves"][g], points, strict=True):
+            for key in ("omega", "n_seeds", "accuracy", "accuracy_std", "napl", "napl_std"):
+                assert new[key] == old[key], (g, key)
+    assert summary["baseline"]["test_accuracy"] == record["summary"]["baseline"]["test_accuracy"]
+
+
+def test_export_and_use_a_reference(tmp_path):
+    cfg = experiments.cifar_config("smoke", out_dir=str(tmp_path / "sweep"), targets=(4.0,), seeds=(0, 1))
+    starts = []
+    for seed in cfg.seeds:
+        starts.append({"kind": "pretrain", "seed": seed, "config": dataclasses.asdict(cfg), "test_accuracy": 0.5,
+                       "test_accuracy_train_form": 0.5, "napl": 22.0, "parameters_deploy": 1, "wall_time_s": 1.0})
+        results.write_json_atomic(protocol.start_dir(cfg, seed) / "result.json", starts[-1])
+        for g in cfg.granularities:
+            run = {"kind": "post_train", "granularity": g, "seed": seed, "omega": None, "target": 4.0,
+                   "napl": 4.0, "reached": True, "test_accuracy": 0.4, "test_accuracy_linearized": 0.4,
+                   "config": dataclasses.asdict(cfg)}
+            results.write_json_atomic(Path(cfg.out_dir) / "runs" / f"{results.run_name_of(run)}.json", run)
+    dest = protocol.export_reference(cfg.out_dir, "mine", tmp_path / "reference")
+    assert (dest / "pretrain" / "seed1" / "result.json").exists() and len(list((dest / "runs").glob("*.json"))) == 4
+    fresh = dataclasses.replace(cfg, out_dir=str(tmp_path / "fresh"))
+    assert protocol.use_reference(fresh, "mine", tmp_path / "reference")
+    assert len(protocol.load_results(fresh.out_dir)[1]) == 4
+    other = dataclasses.replace(cfg, out_dir=str(tmp_path / "other"), posttrain_lr=0.5)
+    assert not protocol.use_reference(other, "mine", tmp_path / "reference")  # other settings: not used
+    more = dataclasses.replace(cfg, out_dir=str(tmp_path / "more"), targets=(4.0, 8.0))
+    assert not protocol.reference_matches(more, "mine", tmp_path / "reference")  # does not cover the sweep
 
 
 def test_command_line_lists_commands_and_each_has_help(capsys):

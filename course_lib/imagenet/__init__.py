@@ -36,7 +36,7 @@ from torch import nn
 from .. import config, linearize, models, paths, protocol, train
 from ..errors import ConfigError
 from ..protocol import PRETRAIN, defines, setting
-from ..results import run_name
+from ..results import run_name_of
 from .checkpoints import (
     CheckpointPickleError,
     checkpoint_format,
@@ -149,7 +149,7 @@ def _input_shape(cfg: ImageNetConfig) -> tuple[int, int, int, int]:
     return (1, 3, cfg.image_size, cfg.image_size)
 
 
-def pretrain(cfg: ImageNetConfig, progress: bool = True) -> dict:
+def pretrain(cfg: ImageNetConfig, seed: int = 0, progress: bool = True) -> dict:
     """The start of every run: load `cfg.checkpoint`, fuse it to the deploy form, evaluate it, store it.
 
     Without a checkpoint (smoke/cpu only) the training form is first pre-trained for `pretrain_epochs` on the
@@ -164,10 +164,10 @@ def pretrain(cfg: ImageNetConfig, progress: bool = True) -> dict:
             stored baseline made with other settings.
         ImageNetNotFoundError: see `check_imagefolder`.
     """
-    stored = protocol.stored_pretrain(cfg)
+    stored = protocol.stored_pretrain(cfg, seed)
     if stored is not None:
         return stored
-    out = Path(cfg.out_dir) / "pretrain"
+    out = protocol.start_dir(cfg, seed)
     if cfg.checkpoint is None and cfg.pretrain_epochs == 0:
         raise ConfigError("the ImageNet protocol starts from a pretrained network: give a checkpoint (a RepVGG "
                          f"{cfg.arch} state dict, training or deploy form, ours or DingXiaoH/RepVGG's), or set "
@@ -192,14 +192,14 @@ def pretrain(cfg: ImageNetConfig, progress: bool = True) -> dict:
     train_eval = train.evaluate(train_form.to(device), val_loader, tcfg.amp_bf16) if train_form is not None else None
     deploy_eval = train.evaluate(deploy.to(device), val_loader, tcfg.amp_bf16)
     result = protocol.stage_record(
-        "pretrain", cfg, tcfg, start, device, checkpoint=str(source), checkpoint_form=form,
+        "pretrain", cfg, tcfg, start, device, seed=seed, checkpoint=str(source), checkpoint_form=form,
         test_accuracy_train_form=train_eval["accuracy"] if train_eval else None,
         test_accuracy=deploy_eval["accuracy"], test_loss=deploy_eval["loss"], test_images=deploy_eval["n"],
         napl=paths.napl(deploy.cpu(), _input_shape(cfg)),
         parameters_train_form=models.count_parameters(train_form) if train_form is not None else None,
         parameters_deploy=models.count_parameters(deploy), widths=models.repvgg_widths(cfg.arch, cfg.width_mult),
         history=history)
-    return protocol.store_start_network(cfg, deploy, result)
+    return protocol.store_start_network(cfg, deploy, result, seed)
 
 
 def _load_deploy(cfg: ImageNetConfig) -> nn.Module:
@@ -207,7 +207,8 @@ def _load_deploy(cfg: ImageNetConfig) -> nn.Module:
     return start_network(state, cfg.arch, cfg.width_mult)[0]
 
 
-def post_train(cfg: ImageNetConfig, granularity: str, omega: float, seed: int, progress: bool = True) -> dict:
+def post_train(cfg: ImageNetConfig, granularity: str, seed: int, *, omega: float | None = None,
+               target: float | None = None, progress: bool = True) -> dict:
     """Linearize the start network with one (granularity, ω, seed); write `<out_dir>/runs/<run_name>.json`.
 
     The CIFAR protocol's post-training (`protocol.linearize_and_record`) on ImageNet loaders: ReLU -> PReLU (slopes at 0), cross-entropy + ω·L0.5,
@@ -217,7 +218,7 @@ def post_train(cfg: ImageNetConfig, granularity: str, omega: float, seed: int, p
     Returns:
         The result, with the keys of `protocol.linearize_and_record` (test_accuracy is top-1 on the val folder).
     """
-    stored = protocol.stored_run(cfg, granularity, omega, seed)
+    stored = protocol.stored_run(cfg, granularity, seed, omega, target)
     if stored is not None:
         return stored
     device, knobs = protocol.device_and_knobs(cfg)
@@ -226,8 +227,8 @@ def post_train(cfg: ImageNetConfig, granularity: str, omega: float, seed: int, p
     shape = _input_shape(cfg)
     net = linearize.to_prelu(_load_deploy(cfg), granularity, input_shape=shape).to(device)
     train_loader, val_loader, _ = _loaders(cfg, seed, device, tcfg.channels_last)
-    return protocol.linearize_and_record(cfg, net, train_loader, val_loader, tcfg, granularity, omega, seed, device,
-                                         input_shape=shape, progress=progress)
+    return protocol.linearize_and_record(cfg, net, train_loader, val_loader, tcfg, granularity, seed, device,
+                                         omega=omega, target=target, input_shape=shape, progress=progress)
 
 
 def sweep(cfg: ImageNetConfig, progress: bool = True) -> list[dict]:
@@ -365,7 +366,7 @@ def parse_args(argv: list[str], prog: str = "python -m course_lib imagenet"
     parser.add_argument("--granularities", nargs="*", default=None, help="channel and/or layer")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers per process")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other ImageNetConfig fields")
-    parser.add_argument("--one-run", default=None, metavar="GRANULARITY:OMEGA:SEED",
+    parser.add_argument("--one-run", default=None, metavar="GRANULARITY:KNOB:SEED",
                         help="only the baseline (if needed) and this one post-training run")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -387,14 +388,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m course_lib imagen
     cfg, args = parse_args(sys.argv[1:] if argv is None else list(argv), prog)
     progress = not args.no_progress
     if args.one_run:
-        granularity, omega, seed = protocol.parse_one_run(args.one_run)
-        pretrain(cfg, progress=progress)
-        results = [post_train(cfg, granularity, omega, seed, progress=progress)]
+        granularity, seed, omega, target = protocol.parse_one_run(args.one_run)
+        pretrain(cfg, seed, progress=progress)
+        results = [post_train(cfg, granularity, seed, omega=omega, target=target, progress=progress)]
     else:
         results = sweep(cfg, progress=progress)
     if train.is_main_process():
         for r in results:
-            print(f"{run_name(r['granularity'], r['omega'], r['seed'])}: top-1 {r['test_accuracy']:.4f}, "
+            print(f"{run_name_of(r)}: top-1 {r['test_accuracy']:.4f}, "
                   f"NAPL {r['napl']:.2f}, {r['history']['test']['n']} val images")
         print(f"results in {cfg.out_dir}")
     if dist.is_initialized():
