@@ -26,7 +26,7 @@ from .judging import VERDICTS, describe_gaps, informative_gaps
 from .paths import histogram_moments
 from .results import REFERENCE_DIR, read_json
 
-__all__ = ["Evidence", "Finding", "VERDICTS", "collect_evidence", "assess", "to_markdown"]
+__all__ = ["Evidence", "Finding", "VERDICTS", "collect_evidence", "assess", "ablation_reading", "to_markdown"]
 
 
 @dataclass(frozen=True)
@@ -171,19 +171,15 @@ def _ordering(evidence: list[Evidence]) -> Finding:
                    ", ".join(_best(evidence, d).source for d in means))
 
 
-def _ablation(evidence: list[Evidence]) -> Finding:
-    """Rule, at the targets above NAPL 4 that both the ResNet-56 and the plain-net sweeps reached: not reproduced
-    when a ResNet gap is clear (either sign: a clear gap has not vanished); reproduced when every ResNet interval
-    holds 0 while the plain net is clearly ahead at one of those targets; else inconclusive."""
-    claim = "From ResNet-56 the gap is substantially reduced and nearly vanishes for NAPL > 4."
-    resnet, plain = _best(evidence, "cifar10", "resnet56"), _best(evidence, "cifar10")
-    if resnet is None or plain is None or not resnet.targeted or not plain.targeted:
-        return _not_run(claim, "[S]", "targeted ResNet-56 and plain-net")
-    plain_gaps = {g["napl"]: g for g in informative_gaps(plain.summary)}
-    common = [g for g in informative_gaps(resnet.summary) if g["napl"] > 4 and g["napl"] in plain_gaps]
+def ablation_reading(resnet: dict, plain: dict) -> tuple[str, str]:
+    """(verdict, measured) of the ablation claim from two summaries. Rule, at the targets above NAPL 4 that both
+    sweeps reached: not reproduced when a ResNet gap is clear (either sign: a clear gap has not vanished);
+    reproduced when every ResNet interval holds 0 while the plain net is clearly ahead at one of those targets;
+    else inconclusive. Smoke summaries get a reading too (the notebooks show it) but never judge a claim here."""
+    plain_gaps = {g["napl"]: g for g in informative_gaps(plain)}
+    common = [g for g in informative_gaps(resnet) if g["napl"] > 4 and g["napl"] in plain_gaps]
     if not common:
-        return Finding(claim, "[S]", "no target above NAPL 4 reached by both sweeps", "not run",
-                       f"{resnet.source}, {plain.source}")
+        return "not run", "no target above NAPL 4 reached by both sweeps"
     if any(g["low"] is None for g in common):
         verdict = "inconclusive"
     elif any(g["clear"] != 0 for g in common):
@@ -192,8 +188,16 @@ def _ablation(evidence: list[Evidence]) -> Finding:
         verdict = "reproduced"
     else:
         verdict = "inconclusive"
-    measured = (f"after recovery, ResNet-56: {describe_gaps(common)}; plain net at the same targets: "
-                f"{describe_gaps([plain_gaps[g['napl']] for g in common])}")
+    return verdict, (f"after recovery, ResNet-56: {describe_gaps(common)}; plain net at the same targets: "
+                     f"{describe_gaps([plain_gaps[g['napl']] for g in common])}")
+
+
+def _ablation(evidence: list[Evidence]) -> Finding:
+    claim = "From ResNet-56 the gap is substantially reduced and nearly vanishes for NAPL > 4."
+    resnet, plain = _best(evidence, "cifar10", "resnet56"), _best(evidence, "cifar10")
+    if resnet is None or plain is None or not resnet.targeted or not plain.targeted:
+        return _not_run(claim, "[S]", "targeted ResNet-56 and plain-net")
+    verdict, measured = ablation_reading(resnet.summary, plain.summary)
     return Finding(claim, "[S]", measured, verdict, f"{resnet.source}, {plain.source}",
                    f"{judging.scale(resnet.summary)}; {judging.scale(plain.summary)}")
 

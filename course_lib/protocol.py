@@ -29,7 +29,7 @@ from .results import REFERENCE_DIR, git_commit, provenance, read_json, run_name,
 __all__ = ["PRETRAIN", "POSTTRAIN", "STAGES", "defines", "setting", "ProtocolConfig", "build_config", "parse_value",
            "parse_overrides", "parse_one_run", "reuse_if_same", "start_dir", "start_seed", "stored_pretrain", "stored_run", "device_and_knobs",
            "per_process_batch", "stage_record", "store_start_network", "linearize_and_record", "wait_for_rank0",
-           "grid", "sweep", "load_results", "export_reference", "reference_wall_time", "reference_matches",
+           "grid", "sweep", "load_results", "export_reference", "reference_summary", "reference_wall_time", "reference_matches",
            "use_reference"]
 
 PRETRAIN, POSTTRAIN = "pretrain", "posttrain"
@@ -460,6 +460,12 @@ def export_reference(out_dir: str | Path, name: str, reference_dir: str | Path =
         write_json_atomic(dest / "runs" / f"{run_name_of(result)}.json", result)
     write_json_atomic(dest / "summary.json", judging.summarize(runs, starts))
     return dest
+
+
+def reference_summary(name: str, reference_dir: str | Path = REFERENCE_DIR) -> tuple[dict, list[dict]] | None:
+    """(summary, runs) of the stored reference sweep `name`, or None when there is none."""
+    starts, runs = load_results(Path(reference_dir) / name)
+    return (judging.summarize(runs, starts), runs) if runs else None
 
 
 def reference_wall_time(name: str, reference_dir: str | Path = REFERENCE_DIR) -> float | None:

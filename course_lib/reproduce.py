@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -58,8 +59,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m course_lib reprod
         print(f"[{mode}] {nb.name} ...", flush=True)
         start, status, error = time.time(), "ok", None
         try:
+            # The notebook's own output (its banner says whether a stored reference run is shown or the sweep is
+            # computed, and how long that takes; the sweep's progress bar) streams to this terminal as it runs.
             papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params, kernel_name="python3",
-                                       cwd=str(nb.parent), progress_bar=False)
+                                       cwd=str(nb.parent), progress_bar=sys.stderr.isatty(), log_output=True,
+                                       stdout_file=sys.stdout, stderr_file=sys.stderr)
         except Exception as exc:  # record and go on with the next notebook
             status, error = "failed", f"{type(exc).__name__}: {str(exc)[-2000:]}"
         wall = round(time.time() - start, 1)

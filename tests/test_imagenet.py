@@ -19,7 +19,8 @@ from course_lib import imagenet, judging, models, results
 SMOKE_RESULT_KEYS = {"kind", "config", "train_config", "granularity", "omega", "seed", "test_accuracy", "test_loss",
                      "diverged", "napl", "path_length_histogram", "nonlinear_fraction", "slopes", "frozen_slopes",
                      "linear_channels", "channels", "parameters", "depth_after_merge", "history", "wall_time_s",
-                     "provenance"}
+                     "provenance", "target", "reached", "reached_step", "omega_trajectory", "test_accuracy_linearized",
+                     "test_accuracy_recovered", "recovery_history", "slope_distribution"}
 FAST = dict(amp_bf16=False, channels_last=False, compile=False, reader="torchvision")
 
 

@@ -122,6 +122,15 @@ def test_ablation_rule(resnet_gaps, verdict):
     assert "pre-training variance not covered" in finding.scale
 
 
+def test_tv_distance_of_an_exact_binomial_is_zero():
+    import math
+
+    q = 0.3
+    binom = [math.comb(22, k) * q ** k * (1 - q) ** (22 - k) for k in range(23)]
+    assert claims._tv_to_binomial(binom, 22) == pytest.approx(0.0, abs=1e-12)
+    assert claims._tv_to_binomial([0.0] * 5 + [1.0], 22) > 0.5  # a single spike is far from binomial
+
+
 def test_markdown_table_has_one_row_per_claim():
     findings = claims.assess([])
     assert claims.to_markdown(findings).count("\n") == len(findings) + 1
