@@ -328,15 +328,15 @@ def posttrain_epoch(splits: dict, device: torch.device, steps: int, warmup: int)
     """One post-training epoch of the `cpu` profile's net on the full training set, timed over `steps` steps.
 
     The same pieces as `experiments.post_train`: channel-wise PReLUs, the `cpu` profile's post-training config,
-    ω·L0.5 and freezing after every step (ω = the largest of the profile's grid). The weights are freshly initialised
-    instead of pre-trained, which changes nothing in the cost of a step.
+    ω·L0.5 and freezing after every step (ω = the profile's starting ω; a step costs the same for any ω). The weights
+    are freshly initialised instead of pre-trained, which changes nothing in the cost of a step.
     """
     cfg = experiments.cifar_config("cpu")
     knobs = config.system_knobs(device, steps=cfg.posttrain_epochs * _STEPS_PER_EPOCH)
     tcfg = dataclasses.replace(cfg.train_config("posttrain", knobs), epochs=1)
     torch.manual_seed(0)
     net = linearize.to_prelu(models.plain_cifar_net(cfg.arch, 10, cfg.width_mult), "channel").to(device)
-    omega = max(cfg.omegas)
+    omega = cfg.omega_start
     loader = data.CifarLoader(*splits["train"], cfg.batch_size, train=True, device=device, seed=0,
                               channels_last=tcfg.channels_last)
     timing = course_train(net, loader, tcfg, steps, warmup,
