@@ -26,8 +26,8 @@ from PIL import Image  # Pillow comes with matplotlib
 from . import viz
 from .results import REFERENCE_DIR
 
-__all__ = ["MAIN_REFERENCE", "README_FIGURE", "summary_sha256", "draw_accuracy_vs_napl", "render_png", "png_metadata",
-           "pixels", "write", "main"]
+__all__ = ["MAIN_REFERENCE", "README_FIGURE", "summary_sha256", "reference_label", "draw_accuracy_vs_napl",
+           "render_png", "png_metadata", "pixels", "write", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN_REFERENCE = REFERENCE_DIR / "cifar10_cpu.json"
@@ -42,12 +42,13 @@ def summary_sha256(summary: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _title(config: dict[str, Any]) -> str:
+def reference_label(config: dict[str, Any]) -> str:
+    """A stored run's dataset and network in words, from its config (e.g. "CIFAR-10, ResNet-56")."""
     dataset = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(config["dataset"], config["dataset"])
     network = config.get("network", "plain")
     net = (f"plain RepVGG-{config['arch']} at width ×{config['width_mult']:g}" if network == "plain"
            else {"resnet56": "ResNet-56", "resnet20": "ResNet-20"}.get(network, network))
-    return f"{dataset}, {net}: mean ± std over {len(config['seeds'])} seeds ({config['mode']} profile)"
+    return f"{dataset}, {net}"
 
 
 def draw_accuracy_vs_napl(summary: dict[str, Any]) -> plt.Figure:
@@ -61,7 +62,9 @@ def draw_accuracy_vs_napl(summary: dict[str, Any]) -> plt.Figure:
     """
     with viz.style():
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        viz.plot_accuracy_vs_napl(summary, ax=ax, title=_title(summary["config"]))
+        config = summary["config"]
+        title = f"{reference_label(config)}: mean ± std over {len(config['seeds'])} seeds ({config['mode']} profile)"
+        viz.plot_accuracy_vs_napl(summary, ax=ax, title=title)
     return fig
 
 

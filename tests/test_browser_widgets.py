@@ -119,6 +119,7 @@ _STATE = """() => {
 
 _CLOSE = """async () => {
   const panel = window.jupyterapp.shell.currentWidget;
+  if (!panel || !panel.sessionContext) return;
   await panel.sessionContext.shutdown();
   panel.context.model.dirty = false;  // close without a save dialog: the file on disk stays as it was
   panel.dispose();
@@ -134,6 +135,8 @@ def _wait_for_run(page, timeout: float) -> dict:
     deadline, state, settled = time.time() + timeout, None, 0
     while time.time() < deadline:
         state = page.evaluate(_STATE)
+        if state["kernel"] in ("dead", "none") and time.time() > deadline - timeout + 30:
+            raise RuntimeError(f"the kernel is {state['kernel']}: {state}")
         done = state["kernel"] == "idle" and state["running"] == 0 and (
             state["executed"] == state["code"] or state["errors"])
         settled = settled + 1 if done else 0
