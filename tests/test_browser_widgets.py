@@ -27,6 +27,7 @@ from pathlib import Path
 import browser
 import nbformat
 import pytest
+from conftest import SHARED_DATA
 
 from course_lib import reproduce
 
@@ -56,7 +57,8 @@ def _file_hashes(paths: list[Path]) -> dict[str, str]:
 def lab(tmp_path_factory):
     """A running JupyterLab (url, token) and a headless Chromium page on it, for the whole module."""
     browser.require_browser()
-    data_dir = os.environ.get("COURSE_DATA_DIR")  # notebooks 00 and 02 read CIFAR; conftest's data_dir would skip
+    if SHARED_DATA is None:  # notebooks 00 and 02 read CIFAR
+        pytest.skip("offline CIFAR files not found (set COURSE_DATA_DIR)")
     home = tmp_path_factory.mktemp("lab")
     for name, values in LAB_SETTINGS.items():
         (home / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,7 @@ def lab(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "MPLBACKEND"))}
     env.update(COURSE_RUN_MODE="smoke", COURSE_WIDGETS="1", JUPYTER_CONFIG_DIR=str(home / "config"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTER_DATA_DIR=str(home / "data"),
-               IPYTHONDIR=str(home / "ipython"), **({"COURSE_DATA_DIR": data_dir} if data_dir else {}))
+               IPYTHONDIR=str(home / "ipython"), COURSE_DATA_DIR=str(SHARED_DATA))
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
                f"--ServerApp.root_dir={ROOT}", "--LabApp.expose_app_in_browser=True",
