@@ -47,8 +47,10 @@ def require_browser() -> str:
     except ImportError:
         pytest.skip("the Python package playwright is not installed (pip install -e '.[site]')")
     executable = chromium_executable()
+    if executable is None and os.environ.get(ENV_CHROMIUM):
+        pytest.skip(f"${ENV_CHROMIUM}={os.environ[ENV_CHROMIUM]} is not an executable file")
     if executable is None:
-        pytest.skip(f"no Chromium found ({', '.join(CHROMIUM_NAMES)} on PATH or ${ENV_CHROMIUM}); "
+        pytest.skip(f"no Chromium found ({', '.join(CHROMIUM_NAMES)} on PATH, or ${ENV_CHROMIUM}); "
                     "`make chromium` installs Debian's as root, or `apt install chromium`")
     return executable
 

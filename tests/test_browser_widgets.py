@@ -158,16 +158,43 @@ def _wait_for_new_image(panel, old: str, timeout: float = REDRAW_TIMEOUT_S) -> s
     raise TimeoutError(f"the figure was not redrawn within {timeout} s")
 
 
-def _move_slider(page, panel, index: int) -> tuple[str, str]:
-    """Focus slider `index` of `panel` and press one arrow key (towards the inside of its range); returns the
-    readout before and after."""
-    slider = panel.locator(".widget-slider").nth(index)
+def _move_slider(page, slider) -> tuple[str, str]:
+    """Focus a slider's handle and press one arrow key, towards the inside of its range; returns the readout
+    before and after."""
     handle, readout = slider.locator(".noUi-handle"), slider.locator(".widget-readout")
     before = readout.inner_text()
     at_max = float(handle.get_attribute("aria-valuenow")) >= float(handle.get_attribute("aria-valuemax"))
     handle.focus()
     page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
+    deadline = time.time() + 5
+    while readout.inner_text() == before and time.time() < deadline:
+        time.sleep(0.1)
     return before, readout.inner_text()
+
+
+def _drive_panel(page, panel, name: str) -> list[str]:
+    """Move every slider of one `viz.interactive` panel, then pick another item in each drop-down, checking after
+    each change that the panel's figure was redrawn (other PNG bytes). Returns what was changed, in words."""
+    changed = []
+    for s in range(panel.locator(".widget-slider").count()):
+        slider = panel.locator(".widget-slider").nth(s)
+        label = slider.locator(".widget-label").inner_text()
+        image = panel.evaluate(_PANEL_IMAGE)
+        panel.screenshot(path=str(browser.SCREENSHOTS / f"{name}_slider{s}_before.png"))
+        before, after = _move_slider(page, slider)
+        assert after != before, f"{name}: slider {label!r} did not move from {before}"
+        _wait_for_new_image(panel, image)
+        panel.screenshot(path=str(browser.SCREENSHOTS / f"{name}_slider{s}_after.png"))
+        changed.append(f"{label} {before} -> {after}")
+    for d in range(panel.locator(".widget-dropdown").count()):
+        select = panel.locator(".widget-dropdown select").nth(d)
+        label = panel.locator(".widget-dropdown").nth(d).locator(".widget-label").inner_text()
+        image = panel.evaluate(_PANEL_IMAGE)
+        select.select_option(index=1)
+        _wait_for_new_image(panel, image)
+        panel.screenshot(path=str(browser.SCREENSHOTS / f"{name}_dropdown{d}_after.png"))
+        changed.append(f"{label} -> {select.input_value()}")
+    return changed
 
 
 @pytest.mark.parametrize("path", WIDGET_NOTEBOOKS, ids=[p.stem for p in WIDGET_NOTEBOOKS])
@@ -185,31 +212,17 @@ def test_sliders_are_live_and_redraw_their_figure(lab, path):
 
         panels = page.locator(".jp-Notebook .widget-interact")
         assert panels.count() == len(state["widgetCells"])
-        moved = []
+        changed = []
         for p in range(panels.count()):
             panel = panels.nth(p)
             panel.scroll_into_view_if_needed()
             page.wait_for_function(f"() => document.querySelectorAll('.jp-Notebook .widget-interact')[{p}]"
                                    ".querySelector('.widget-output img')", timeout=REDRAW_TIMEOUT_S * 1000)
-            controls = panel.locator(".widget-slider").count() + panel.locator(".widget-dropdown").count()
-            assert controls > 0 and panel.locator(".noUi-handle, .widget-dropdown select").count() == controls
-            for s in range(panel.locator(".widget-slider").count()):
-                image = panel.evaluate(_PANEL_IMAGE)
-                panel.screenshot(path=str(browser.SCREENSHOTS / f"{stem}_panel{p}_slider{s}_before.png"))
-                label = panel.locator(".widget-slider").nth(s).locator(".widget-label").inner_text()
-                before, after = _move_slider(page, panel, s)
-                assert after != before, f"{stem}: slider {label!r} did not move ({before})"
-                assert _wait_for_new_image(panel, image) != image
-                panel.screenshot(path=str(browser.SCREENSHOTS / f"{stem}_panel{p}_slider{s}_after.png"))
-                moved.append(f"{label} {before} -> {after}")
-            for d in range(panel.locator(".widget-dropdown").count()):
-                image = panel.evaluate(_PANEL_IMAGE)
-                select = panel.locator(".widget-dropdown select").nth(d)
-                select.select_option(index=1)
-                assert _wait_for_new_image(panel, image) != image
-                panel.screenshot(path=str(browser.SCREENSHOTS / f"{stem}_panel{p}_dropdown{d}_after.png"))
-                moved.append(f"dropdown -> {select.input_value()}")
-        print(f"{stem}: redrawn after {'; '.join(moved)}")
+            sliders = panel.locator(".widget-slider").count()
+            assert sliders > 0, "a viz.interactive panel without a slider"
+            assert panel.locator(".widget-slider .noUi-handle").count() == sliders  # ipywidgets' live slider
+            changed += _drive_panel(page, panel, f"{stem}_panel{p}")
+        print(f"{stem}: redrawn after {'; '.join(changed)}")
 
         state = page.evaluate(_STATE)
         assert state["kernel"] in ("idle", "busy"), f"kernel {state['kernel']}"
