@@ -11,7 +11,8 @@ opens the notebook, runs all cells, and checks:
   panel's PNG bytes differ afterwards;
 - the kernel is alive at the end.
 Screenshots of each panel before and after go to runs/browser/. The server and its kernels are stopped even when a
-check fails, and the notebook files are left as they were (autosave is off; a test checks their bytes).
+check fails, and the notebook folder is left as it was (autosave off, checkpoints in the temporary folder; the
+fixture checks the notebooks' bytes).
 """
 
 from __future__ import annotations
@@ -72,11 +73,14 @@ def lab(tmp_path_factory):
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
                f"--ServerApp.root_dir={ROOT}", "--LabApp.expose_app_in_browser=True",
                f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
+               f"--FileCheckpoints.checkpoint_dir={home / 'checkpoints'}",  # absolute: not beside the notebooks
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:
         command.append("--allow-root")  # JupyterLab refuses root otherwise (CI runs as root)
     url = f"http://127.0.0.1:{port}"
     before = _file_hashes(WIDGET_NOTEBOOKS)
+    checkpoints = ROOT / "notebooks" / ".ipynb_checkpoints"
+    had_checkpoints = checkpoints.exists()
     browser.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with browser.server(command, env=env, cwd=ROOT, log=home / "jupyterlab.log",
                         ready_url=f"{url}/api/status?token={token}"), \
@@ -88,6 +92,7 @@ def lab(tmp_path_factory):
         page.evaluate("async () => { await window.jupyterapp.started; await window.jupyterapp.restored; }")
         yield {"url": url, "token": token, "page": page, "console": console, "log": home / "jupyterlab.log"}
     assert _file_hashes(WIDGET_NOTEBOOKS) == before, "the browser session changed a notebook file"
+    assert had_checkpoints or not checkpoints.exists(), "the server wrote checkpoints beside the notebooks"
 
 
 # --- what the page is asked (JavaScript run in the page through window.jupyterapp) --------------------------------
