@@ -6,11 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 MODE   ?= auto
 
-.PHONY: test reproduce lab dot bench clean-venv
+.PHONY: test reproduce lab dot bench clean-venv chromium site
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,site]"
 	@touch $(STAMP)
 
 # The `dot` binary of Graphviz (the pip package is only the bindings). Installed with apt when we are root;
@@ -24,8 +24,24 @@ dot:
 	else echo "note: 'dot' not found. Install Graphviz (apt install graphviz / brew install graphviz /" \
 	  "conda install -c conda-forge graphviz); diagrams fall back to matplotlib meanwhile."; fi
 
-test: $(STAMP) dot
+test: $(STAMP) dot chromium
 	COURSE_RUN_MODE=smoke $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+# Headless Chromium for the browser tests (tests/test_browser_widgets.py, tests/test_site.py), installed like `dot`:
+# Debian's package with apt when we are root; otherwise we say how, and those tests skip with that reason.
+chromium:
+	@if [ -n "$$COURSE_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "apt-get could not install chromium; the browser tests will skip"; \
+	else echo "note: no Chromium found. Install it (apt install chromium / brew install --cask chromium)," \
+	  "or set COURSE_CHROMIUM to a Chromium binary; the browser tests skip meanwhile."; fi
+
+# The course site (Sphinx + myst-nb) from the notebooks executed in smoke mode -> runs/site/html/index.html.
+# Reuse an earlier smoke execution with: make site ARGS="--executed runs/smoke"
+site: $(STAMP) dot
+	$(BIN)/python -m course_lib site --out runs/site $(ARGS)
 
 reproduce: $(STAMP) dot
 	$(BIN)/python -m course_lib reproduce --mode $(MODE) --out runs

@@ -32,6 +32,8 @@ COMMANDS = {c.name: c for c in (
     Command("envcheck", "course_lib.envcheck", "check this environment: packages, dot, widgets, device, data"),
     Command("notebook-meta", "course_lib.notebook_meta", "sync the notebooks' badges, Colab cells, README block"),
     Command("report", "course_lib.report", "the README's results block, from the stored references"),
+    Command("figures", "course_lib.figures", "the README's main-result figure, from the stored reference"),
+    Command("site", "course_lib.website", "build the course website from the notebooks executed in smoke mode"),
 )}
 PROG = "python -m course_lib"
 

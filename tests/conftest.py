@@ -15,6 +15,11 @@ def pytest_configure(config):
     if not config.pluginmanager.has_plugin(nb_memory.PLUGIN_NAME):
         config.pluginmanager.register(nb_memory.NotebookMemory(), nb_memory.PLUGIN_NAME)
 
+    import nb_capture  # executed notebooks for the site test (tests/test_site.py)
+
+    if not config.pluginmanager.has_plugin(nb_capture.PLUGIN_NAME):
+        config.pluginmanager.register(nb_capture.NotebookCapture(), nb_capture.PLUGIN_NAME)
+
 
 def _shared_data() -> Path | None:
     env = os.environ.get("COURSE_DATA_DIR")
