@@ -30,8 +30,8 @@ import nbformat
 
 from . import RELEASE_TAG, REPO_REF, REPO_SLUG
 
-__all__ = ["colab_url", "badge", "binder_url", "readme_badges", "install_source", "INSTALL_TAG", "README_MARKERS", "STUDENT_FOLDER",
-           "notebook_name", "replace_badge", "sync_notebook", "sync_readme", "main"]
+__all__ = ["colab_url", "badge", "binder_url", "readme_badges", "install_source", "INSTALL_TAG", "README_MARKERS",
+           "STUDENT_FOLDER", "notebook_name", "replace_badge", "sync_notebook", "sync_readme", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 README_MARKERS = ("<!-- classroom-badges:start -->", "<!-- classroom-badges:end -->")
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m course_lib notebo
         return 0
     bad = 0
     folder = ROOT / "notebooks"
-    targets = [(p, sync_notebook) for p in sorted(folder.glob("*.ipynb")) + sorted((folder / STUDENT_FOLDER).glob("*.ipynb"))]
+    notebooks = sorted(folder.glob("*.ipynb")) + sorted((folder / STUDENT_FOLDER).glob("*.ipynb"))
+    targets = [(p, sync_notebook) for p in notebooks]
     if (ROOT / "README.md").exists():
         targets.append((ROOT / "README.md", sync_readme))
     for path, sync in targets:

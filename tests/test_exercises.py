@@ -70,7 +70,8 @@ def _relu_wide(W, b, eps, scale=None, b2=None, c=1.0, width=2):
         return W, b, eye, torch.zeros(d, dtype=F64)
     scale = 1 / eps if scale is None else scale
     b2 = -torch.ones(d, dtype=F64) / eps if b2 is None else b2
-    return torch.cat([W, eps * eye]), torch.cat([b, torch.full((d,), c, dtype=F64)]), torch.cat([eye, scale * eye], 1), b2
+    hidden = torch.cat([W, eps * eye]), torch.cat([b, torch.full((d,), c, dtype=F64)])
+    return *hidden, torch.cat([eye, scale * eye], 1), b2
 
 
 def _smooth_wide(W, b, eps, phi, c, mistake):

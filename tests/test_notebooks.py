@@ -12,6 +12,9 @@ from course_lib import notebook_meta, reproduce
 
 NOTEBOOKS = reproduce.notebooks()
 IDS = [p.name for p in NOTEBOOKS]
+# The generated student copies (course_lib.student) carry their own badge and the same install cell.
+WITH_STUDENT_COPIES = NOTEBOOKS + sorted((reproduce.ROOT / "notebooks" / notebook_meta.STUDENT_FOLDER).glob("*.ipynb"))
+WITH_STUDENT_IDS = [notebook_meta.notebook_name(p) for p in WITH_STUDENT_COPIES]
 
 
 def _cells(path: Path):
@@ -29,12 +32,19 @@ def test_exactly_one_parameters_cell_with_run_mode(path):
     assert re.search(r'^RUN_MODE = "auto"', params[0].source, re.M)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_there_are_student_copies_and_their_badges_point_at_them():
+    copies = WITH_STUDENT_COPIES[len(NOTEBOOKS):]
+    assert copies, "no notebooks/student/*.ipynb: run `make student`"
+    for path in copies:
+        assert f"/notebooks/student/{path.name})" in _cells(path)[0].source
+
+
+@pytest.mark.parametrize("path", WITH_STUDENT_COPIES, ids=WITH_STUDENT_IDS)
 def test_badge_and_colab_install_cell_are_in_sync(path):
     assert notebook_meta.sync_notebook(path) == []
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("path", WITH_STUDENT_COPIES, ids=WITH_STUDENT_IDS)
 def test_python3_kernel_no_outputs_no_absolute_paths(path):
     nb = nbformat.read(path, as_version=4)
     assert nb.metadata["kernelspec"]["name"] == "python3"
