@@ -80,3 +80,12 @@ def test_reproduce_writes_executed_notebook_and_summary(tmp_path, monkeypatch, d
     assert reproduce.main(["--mode", "smoke", "--out", str(tmp_path), "--only", "00"]) == 0
     summary = (tmp_path / "smoke" / "summary.json").read_text()
     assert '"status": "ok"' in summary and (tmp_path / "smoke" / "00_setup.ipynb").exists()
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] in ("01", "02", "03")], ids=lambda p: p.name)
+def test_explanations_stay_folded_until_the_learner_has_guessed(path):
+    for cell in _cells(path):
+        if cell.cell_type == "markdown":
+            assert "*Explain:*" not in cell.source, "fold it: <details><summary>Explanation (open after ...)"
+            assert cell.source.count("<details>") == cell.source.count("</details>")
+    assert any("<summary>Explanation (open after you have guessed)</summary>" in c.source for c in _cells(path))

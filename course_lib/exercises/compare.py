@@ -52,8 +52,8 @@ class Case:
     pass_inputs: bool = False
 
 
-
 def fmt(value: Any) -> str:
+    """A number as the messages print it (6 significant digits)."""
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
@@ -131,14 +131,17 @@ def known_mistake(got: float, expected: float, mistakes: dict[str, float]) -> Mi
 
 
 def generator(seed: int) -> torch.Generator:
+    """A CPU generator with this seed: the hidden cases are the same on every machine."""
     return torch.Generator().manual_seed(seed)
 
 
 def randn(*shape: int, seed: int) -> Tensor:
+    """Seeded standard normal float64 values of `shape`."""
     return torch.randn(*shape, generator=generator(seed), dtype=F64)
 
 
 def vector_text(t: Tensor) -> str:
+    """A vector printed to 4 significant digits."""
     return "[" + ", ".join(f"{v:.4g}" for v in t.tolist()) + "]"
 
 
