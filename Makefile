@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 MODE   ?= auto
 
-.PHONY: test reproduce lab dot bench clean-venv chromium site
+.PHONY: test reproduce lab dot bench student clean-venv chromium site
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,11 @@ dot:
 	else echo "note: 'dot' not found. Install Graphviz (apt install graphviz / brew install graphviz /" \
 	  "conda install -c conda-forge graphviz); diagrams fall back to matplotlib meanwhile."; fi
 
+# nbval runs the notebooks with their solutions; the student copies (notebooks/student/) run once, under papermill,
+# in tests/test_student.py, so nbval skips them.
 test: $(STAMP) dot chromium
-	COURSE_RUN_MODE=smoke $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	COURSE_RUN_MODE=smoke $(BIN)/python -m pytest -q tests notebooks --ignore=notebooks/student --nbval-lax \
+	  --nbval-current-env -p no:cacheprovider
 
 # Headless Chromium for the browser tests (tests/test_browser_widgets.py, tests/test_site.py), installed like `dot`:
 # Debian's package with apt when we are root; otherwise we say how, and those tests skip with that reason.
@@ -50,6 +53,10 @@ reproduce: $(STAMP) dot
 # 2 CPU cores; the first run on a machine also compiles, when compile is chosen). Options: make bench ARGS="--quick".
 bench: $(STAMP)
 	$(BIN)/python -m course_lib bench --out runs/bench/bench.json $(ARGS)
+
+# The student copies: every notebook cell tagged `solution` replaced by a stub (commit the result).
+student: $(STAMP)
+	$(BIN)/python -m course_lib student --write
 
 lab: $(STAMP) dot
 	$(BIN)/jupyter lab notebooks/

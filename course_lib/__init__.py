@@ -1,6 +1,7 @@
 """course_lib: the tested library behind the course on "ResNets Are Deeper Than You Think" (arXiv 2506.14386).
 
-Modules, one concept each (see DESIGN.md): config, data, models, linearize, paths, theory, train, experiments, viz.
+Modules, one concept each (see DESIGN.md): config, data, models, linearize, paths, theory, train, experiments, viz;
+exercises (checkers with feedback for the notebooks' exercises) and student (their generated student copies).
 Import them as modules, e.g. `from course_lib import config, data, models`.
 """
 

@@ -31,6 +31,7 @@ COMMANDS = {c.name: c for c in (
     Command("bench", "course_lib.bench", "the course's training loop against a textbook PyTorch loop"),
     Command("envcheck", "course_lib.envcheck", "check this environment: packages, dot, widgets, device, data"),
     Command("notebook-meta", "course_lib.notebook_meta", "sync the notebooks' badges, Colab cells, README block"),
+    Command("student", "course_lib.student", "generate the student copies (notebooks/student/) from the solutions"),
     Command("report", "course_lib.report", "the README's results block, from the stored references"),
     Command("figures", "course_lib.figures", "the README's main-result figure, from the stored reference"),
     Command("site", "course_lib.website", "build the course website from the notebooks executed in smoke mode"),
