@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from . import config, data, judging, linearize, models, paths, protocol, train
+from . import config, data, judging, linearize, models, paths, preflight, protocol, train
 from .errors import ConfigError
 from .protocol import PRETRAIN, defines
 from .results import run_name
@@ -69,6 +69,15 @@ class ExperimentConfig(protocol.ProtocolConfig):
         elif self.network != "repvgg" and self.dataset != "cifar10":
             found.append(f"the pretrained {self.network} weights are CIFAR-10 weights; use dataset='cifar10' with it")
         return found
+
+    def input_problems(self, need_start: bool = True) -> list[str]:
+        """Every missing or damaged input (the data; the pretrained ResNet when `need_start`), loaded now, before any
+        work (`preflight`). The loaded splits are the ones the stages use (`_read_split` keeps them)."""
+        return preflight.load_problems(
+            lambda: _read_split(self.dataset, "train", self.data_dir, self.n_train),
+            lambda: _read_split(self.dataset, "test", self.data_dir, self.n_test),
+            *([lambda: models.load_pretrained_cifar_resnet(_resnet_depth(self), root=self.data_dir)]
+              if need_start and self.network != "repvgg" else []))
 
 
 def cifar_config(mode: str = "auto", **overrides) -> ExperimentConfig:
@@ -119,6 +128,7 @@ def _resnet_depth(cfg: ExperimentConfig) -> int:
     return int(cfg.network.removeprefix("resnet"))
 
 
+@preflight.pretrain_stage  # checks before any work; <out_dir>/pretrain/.lock (other processes wait for it)
 def pretrain(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """Pre-train the plain net in RepVGG training form, fuse it to the deploy form, save both results.
 
@@ -171,6 +181,7 @@ def _load_deploy(cfg: ExperimentConfig, device: torch.device) -> torch.nn.Module
     return net.to(device)
 
 
+@preflight.posttrain_stage  # checks before any work; <out_dir>/runs/<run>.lock
 def post_train(cfg: ExperimentConfig, granularity: str, omega: float, seed: int, progress: bool = True) -> dict:
     """Linearize the pre-trained deploy net with one (granularity, ω, seed) and write its result JSON.
 
@@ -199,7 +210,7 @@ def load_post_trained(cfg: ExperimentConfig, granularity: str, omega: float, see
     """
     path = Path(cfg.out_dir) / "runs" / f"{run_name(granularity, omega, seed)}.pt"
     if not path.exists():
-        raise FileNotFoundError(f"no saved network at {path}: run experiments.post_train(cfg, {granularity!r}, "
+        raise data.DataNotFoundError(f"no saved network at {path}: run experiments.post_train(cfg, {granularity!r}, "
                                 f"{omega!r}, {seed}) with save_models=True first")
     net = linearize.to_prelu(_load_deploy(cfg, torch.device("cpu")), granularity)
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -207,6 +218,7 @@ def load_post_trained(cfg: ExperimentConfig, granularity: str, omega: float, see
     return net.eval()
 
 
+@preflight.holds_folder  # every check before any work, then <out_dir>/.lock for the whole sweep
 def sweep(cfg: ExperimentConfig, progress: bool = True) -> list[dict]:
     """Pre-train (or reuse), then post-train every (granularity, ω, seed); returns the post-training results.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from . import config, judging, linearize, models, paths, profiles, train
+from . import config, judging, linearize, models, outdir, paths, profiles, settings, train
 from .errors import ConfigError, StoredResultError
 from .results import git_commit, provenance, read_json, run_name, write_json_atomic
 
@@ -101,6 +101,7 @@ class ProtocolConfig:
             found.append("at least one seed is needed")
         if self.layer_scale not in linearize.LAYER_SCALES:
             found.append(f"unknown layer_scale {self.layer_scale!r}; choose one of {list(linearize.LAYER_SCALES)}")
+        found += settings.value_problems(self)  # types, ranges, duplicates of every field (course_lib/settings.py)
         return found
 
     @classmethod
@@ -128,7 +129,8 @@ class ProtocolConfig:
 
 def build_config(cls: type[ProtocolConfig], table: str, mode: str, overrides: dict) -> ProtocolConfig:
     """A config of class `cls` from profile `table` in run mode `mode`, with overrides (None means "the mode's
-    default"). Lists become tuples where the field is a tuple.
+    default"). Every value is converted to its field's declared type (`settings.coerce`): text such as a papermill
+    `-p SEEDS '[0, 1]'` is parsed, lists become tuples.
 
     Raises:
         ConfigError: an unknown mode or setting name, or any value the config's checks refuse.
@@ -138,10 +140,10 @@ def build_config(cls: type[ProtocolConfig], table: str, mode: str, overrides: di
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ConfigError(f"unknown setting(s) {unknown}; valid settings are {sorted(valid)}")
-    values = {**profiles.sizes(table, mode), **{k: v for k, v in overrides.items() if v is not None}}
-    for f in dataclasses.fields(cls):
-        if str(f.type).startswith("tuple") and isinstance(values.get(f.name), list):
-            values[f.name] = tuple(values[f.name])
+    # Text (papermill -p, --set, YAML) becomes each field's declared type; what does not convert is reported by
+    # the config's checks, all problems in one ConfigError (course_lib/settings.py).
+    values = settings.coerce(cls, {**profiles.sizes(table, mode), **{k: v for k, v in overrides.items()
+                                                                      if v is not None}})
     return cls(mode=mode, **values)
 
 
@@ -171,14 +173,18 @@ def parse_one_run(text: str) -> tuple[str, float, int]:
     """`--one-run GRANULARITY:OMEGA:SEED` as (granularity, ω, seed).
 
     Raises:
-        ConfigError: not three parts, or ω or the seed not a number.
+        ConfigError: not three parts, ω or the seed not a number, an unknown granularity, a negative ω.
     """
     parts = text.split(":")
     try:
         granularity, omega, seed = parts
-        return granularity, float(omega), int(seed)
+        run = granularity, float(omega), int(seed)
     except ValueError:
         raise ConfigError(f"--one-run expects GRANULARITY:OMEGA:SEED, e.g. channel:0.01:0, got {text!r}") from None
+    if granularity not in linearize.GRANULARITIES or not math.isfinite(run[1]) or run[1] < 0:  # before any work
+        raise ConfigError(f"--one-run {text!r}: the granularity must be one of {list(linearize.GRANULARITIES)} and "
+                          "omega a finite number >= 0")
+    return run
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -330,7 +336,8 @@ def wait_for_rank0() -> None:
 def sweep(cfg: ProtocolConfig, pretrain: Callable[..., dict], post_train: Callable[..., dict],
           progress: bool = True) -> list[dict]:
     """`pretrain(cfg)` (or its stored result), then `post_train(cfg, g, ω, seed)` for every (granularity, ω, seed)
-    of `cfg`; `<out_dir>/summary.json` (`judging.summarize`) is rewritten after every run by rank 0.
+    of `cfg`; `<out_dir>/summary.json` (`judging.summarize` of every run stored there with these settings) is
+    rewritten after every run by rank 0.
 
     Interrupt it at any time and call it again: finished runs are read back, the unfinished one resumes from its
     last epoch. Only rank 0 shows the progress bar.
@@ -343,7 +350,9 @@ def sweep(cfg: ProtocolConfig, pretrain: Callable[..., dict], post_train: Callab
     for g, w, s in tqdm(grid, desc="sweep", disable=True if not train.is_main_process() else not progress or None):
         results.append(post_train(cfg, g, w, s, progress=progress))
         if train.is_main_process():
-            write_json_atomic(Path(cfg.out_dir) / "summary.json", judging.summarize(results, baseline))
+            # every run of the folder made with these settings, not only this call's grid (a summary never shrinks)
+            summary = judging.summarize(outdir.matching_runs(cfg), baseline)
+            write_json_atomic(Path(cfg.out_dir) / "summary.json", summary)
     return results
 
 
