@@ -250,8 +250,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m course_lib cifar"
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     mode = config.resolve_mode(args.mode)
     default_out = f"runs/04_cifar_{mode}" if args.network == "repvgg" else f"runs/05_{args.network}_{mode}"
-    cfg = cifar_config(mode, dataset=args.dataset, network=args.network, omegas=args.omegas, seeds=args.seeds,
-                       out_dir=args.out or default_out, **protocol.parse_overrides(args.set))
+    flags = dict(dataset=args.dataset, network=args.network, omegas=args.omegas, seeds=args.seeds,
+                 out_dir=args.out or default_out)
+    cfg = cifar_config(mode, **{**flags, **protocol.parse_overrides(args.set)})  # `--set seeds=...` works too
     if args.one_run:
         granularity, omega, seed = protocol.parse_one_run(args.one_run)
         pretrain(cfg)

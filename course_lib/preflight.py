@@ -7,9 +7,9 @@ Three decorators wrap the stages of a protocol (`experiments`, `imagenet`):
   the device exists and that the inputs load (`cfg.input_problems()`: data, start checkpoint); every problem is
   reported in one error. Then it holds `<out_dir>/.lock` for the whole sweep: a second sweep into the folder stops at
   once, naming the holder; so does a sweep that finds `--one-run` processes working there.
-- `pretrain_stage` on `pretrain(cfg)`: the same checks when the stage is not stored yet, then `<out_dir>/pretrain/.lock`;
-  a second process *waits* for it and then reads the stored start network back (so several `--one-run` processes
-  can be started at once and share one pre-training).
+- `pretrain_stage` on `pretrain(cfg)`: the same checks when the stage is not stored yet, then
+  `<out_dir>/pretrain/.lock`; a second process *waits* for it and then reads the stored start network back (so
+  several `--one-run` processes can be started at once and share one pre-training).
 - `posttrain_stage` on `post_train(cfg, granularity, omega, seed)`: `<out_dir>/runs/<run>.lock`; a second process
   computing the same run stops at once.
 
@@ -176,22 +176,35 @@ def _on_rank0(lock: contextlib.AbstractContextManager) -> Iterator[None]:
         yield
 
 
+def _refuse_if_a_sweep_holds(cfg: Any) -> None:
+    lock = Path(cfg.out_dir) / ".lock"
+    sweep = locks.holder_if_live(lock)
+    if sweep is not None:
+        raise InUseError(f"{cfg.out_dir} is in use: {sweep.describe()} holds {lock} and runs every run of its grid. "
+                         f"Nothing was changed. {_SWEEP_ADVICE}")
+
+
 @contextlib.contextmanager
 def _stage_lock(cfg: Any, path: Path, kind: str, wait: bool) -> Iterator[None]:
-    """Hold a stage's lock, then make sure no sweep of another process holds the whole folder."""
+    """Hold a stage's lock unless a sweep of another process holds the whole folder (checked before, so that a
+    refusal changes nothing, and after, since a sweep may have started in between)."""
     advice = "Wait for it to finish: the result is then read back, not recomputed."
+    _refuse_if_a_sweep_holds(cfg)
     with locks.hold(path, kind, what=kind, advice=advice, wait=wait):
-        sweep = locks.holder_if_live(Path(cfg.out_dir) / ".lock")
-        if sweep is not None:
-            raise InUseError(f"{cfg.out_dir} is in use: {sweep.describe()} holds {Path(cfg.out_dir) / '.lock'} and "
-                             f"runs every run of its grid. Nothing was changed. {_SWEEP_ADVICE}")
+        _refuse_if_a_sweep_holds(cfg)
         yield
 
 
-def _busy_stages(cfg: Any) -> list[str]:
+def _refuse_if_stages_are_busy(cfg: Any) -> None:
+    """Stop when `--one-run` processes work in the folder (live stage locks of other processes; stale ones go)."""
+    if not train.is_main_process():
+        return
     out = Path(cfg.out_dir)
     paths = [out / "pretrain" / ".lock", *sorted((out / "runs").glob("*.lock"))]
-    return [f"{holder.describe()} holds {path}" for path in paths if (holder := locks.holder_if_live(path))]
+    busy = [f"{holder.describe()} holds {path}" for path in paths if (holder := locks.holder_if_live(path))]
+    if busy:
+        raise InUseError(f"{out} is in use by --one-run processes: {'; '.join(busy)}. Nothing was changed. Wait for "
+                         "them to finish, then run the sweep again: it reads their results back.")
 
 
 @contextlib.contextmanager
@@ -230,11 +243,9 @@ def holds_folder(sweep: Callable[..., list[dict]]) -> Callable[..., list[dict]]:
         out = Path(cfg.out_dir)
         runs_left = sum(not (out / "runs" / f"{run_name(**r)}.json").exists() for r in _grid(cfg))
         check_before_work(cfg, not (out / "pretrain" / "result.json").exists(), runs_left)
+        _refuse_if_stages_are_busy(cfg)  # before the lock, so that a refusal changes nothing
         with _on_rank0(locks.hold(out / ".lock", "a sweep", what=str(out), advice=_SWEEP_ADVICE)):
-            busy = _busy_stages(cfg) if train.is_main_process() else []
-            if busy:
-                raise InUseError(f"{out} is in use by --one-run processes: {'; '.join(busy)}. Nothing was changed. "
-                                 "Wait for them to finish, then run the sweep again: it reads their results back.")
+            _refuse_if_stages_are_busy(cfg)  # and after: a --one-run may have started in between
             return sweep(cfg, *args, **kwargs)
 
     return run
@@ -265,10 +276,11 @@ def posttrain_stage(post_train: Callable[..., dict]) -> Callable[..., dict]:
     def run(cfg: Any, *args, **kwargs) -> dict:
         bound = signature.bind(cfg, *args, **kwargs)
         bound.apply_defaults()
-        name = run_name(**{k: v for k, v in bound.arguments.items() if k in ("granularity", "omega", "seed", "target")})
-        folder = Path(cfg.out_dir) / "runs"
-        if (folder / f"{name}.json").exists():
-            return post_train(cfg, *args, **kwargs)
+        run_args = {k: v for k, v in bound.arguments.items() if k in ("granularity", "omega", "seed", "target")}
+        stored = protocol.stored_run(cfg, **run_args)  # checks the arguments first; refuses other settings
+        if stored is not None:
+            return stored
+        name, folder = run_name(**run_args), Path(cfg.out_dir) / "runs"
         check_before_work(cfg, False, 1)
         with _on_rank0(_stage_lock(cfg, folder / f"{name}.lock", f"post-training run {name}", wait=False)):
             with _stage_record(cfg, protocol.POSTTRAIN, folder, name):

@@ -392,10 +392,10 @@ def parse_args(argv: list[str], prog: str = "python -m course_lib imagenet"
     args = parser.parse_args(argv)
     try:
         overrides = protocol.parse_overrides(args.set)
-        cfg = imagenet_config(args.mode, imagenet_dir=args.imagenet_dir, checkpoint=args.checkpoint,
-                              checkpoint_sha256=args.checkpoint_sha256, omegas=args.omegas, seeds=args.seeds,
-                              granularities=args.granularities, num_workers=args.workers, out_dir=args.out,
-                              **overrides)
+        flags = dict(imagenet_dir=args.imagenet_dir, checkpoint=args.checkpoint,
+                     checkpoint_sha256=args.checkpoint_sha256, omegas=args.omegas, seeds=args.seeds,
+                     granularities=args.granularities, num_workers=args.workers, out_dir=args.out)
+        cfg = imagenet_config(args.mode, **{**flags, **overrides})  # `--set seeds=...` too, not a TypeError
     except ValueError as exc:
         parser.error(str(exc))
     return cfg, args
