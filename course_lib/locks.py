@@ -26,6 +26,7 @@ from .errors import InUseError, StorageError
 
 __all__ = ["Holder", "read_holder", "is_stale", "holder_if_live", "hold"]
 
+_UNREADABLE_S = 10.0  # a lock file is written within milliseconds of its creation
 _held: dict[str, int] = {}  # locks this process holds (resolved path -> depth): a nested `hold` is re-entrant
 
 
@@ -78,8 +79,11 @@ def read_holder(path: Path) -> Holder | None:
             return None
         except (OSError, ValueError, TypeError):
             time.sleep(0.05 * (attempt + 1))
-    stat = path.stat()
-    return Holder(-1, "unknown", "unknown (unreadable lock file)", stat.st_mtime, "?")
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return Holder(-1, socket.gethostname(), "unknown: an unreadable lock file", stat.st_mtime, "?")
 
 
 def _alive(holder: Holder) -> bool:
@@ -103,8 +107,11 @@ def _alive(holder: Holder) -> bool:
 
 
 def is_stale(holder: Holder) -> bool:
-    """Whether a lock's holder is gone: on this host, with its pid not running (or running a newer process)."""
-    return holder.host == socket.gethostname() and holder.pid > 0 and not _alive(holder)
+    """Whether a lock's holder is gone: on this host, with its pid not running (or running a newer process). An
+    unreadable lock file (its writer died before finishing it) is stale once it is older than `_UNREADABLE_S`."""
+    if holder.pid < 0:
+        return time.time() - holder.started > _UNREADABLE_S
+    return holder.host == socket.gethostname() and not _alive(holder)
 
 
 def _is_mine(holder: Holder) -> bool:
@@ -140,8 +147,13 @@ def _create(path: Path, holder: Holder) -> bool:
     except OSError as exc:
         raise StorageError(f"could not create the lock file {path}: {exc.strerror or exc}. Choose a writable out_dir "
                            "(--out, OUT_DIR).") from exc
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(holder), f)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(holder), f)
+    except OSError as exc:  # a full disk: leave no empty lock behind
+        path.unlink(missing_ok=True)
+        raise StorageError(f"could not write the lock file {path}: {exc.strerror or exc}. Free some space or choose "
+                           "another out_dir (--out, OUT_DIR).") from exc
     return True
 
 

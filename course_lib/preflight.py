@@ -33,7 +33,7 @@ from typing import Any
 
 from . import locks, outdir, protocol, train
 from .errors import CourseError, InUseError, NotReadyError, StoredResultError
-from .results import run_name
+from .results import run_name, write_json_atomic
 
 __all__ = ["problems_before_work", "check_before_work", "stored_problems", "holds_folder", "pretrain_stage",
            "posttrain_stage", "load_problems"]
@@ -54,7 +54,8 @@ def load_problems(*loads: Callable[[], object]) -> list[str]:
         try:
             load()
         except CourseError as exc:
-            found.append(str(exc))
+            if str(exc) not in found:  # the train and test split of one damaged file: one problem
+                found.append(str(exc))
     return found
 
 
@@ -116,7 +117,7 @@ def _record_problem(cfg: Any, stage: str, folder: Path, stem: str | None) -> str
     try:
         old = json.loads(record.read_text())
     except (OSError, ValueError):
-        old = {}
+        return None  # unreadable: cannot tell, resume as without a record
     mine = _settings(cfg, stage)
     differ = {f: (old.get(f, "<not recorded>"), v) for f, v in mine.items() if old.get(f, "<not recorded>") != v}
     if not differ:
@@ -215,8 +216,7 @@ def _stage_record(cfg: Any, stage: str, folder: Path, stem: str | None) -> Itera
         raise StoredResultError(problem)
     record = _record(folder, stem)
     if train.is_main_process():
-        folder.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(_settings(cfg, stage)) + "\n")
+        write_json_atomic(record, _settings(cfg, stage))
     yield
     if train.is_main_process():
         record.unlink(missing_ok=True)

@@ -403,6 +403,15 @@ def test_a_lock_is_reentrant_and_removed_at_the_end(tmp_path):
     assert not path.exists()
 
 
+def test_an_old_unreadable_lock_is_stale(tmp_path, capsys):
+    path = tmp_path / ".lock"
+    path.write_text("")  # its writer died between creating and filling it
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    with locks.hold(path, "a test"):
+        assert locks.read_holder(path).pid == os.getpid()
+    assert "took over the stale lock" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Summaries never shrink
 # ---------------------------------------------------------------------------------------------------------------------
@@ -423,6 +432,12 @@ def test_reproduce_refuses_a_summary_of_another_mode(capsys, tmp_path):
     results.write_json_atomic(tmp_path / "runs" / "smoke" / "summary.json", {"mode": "cpu", "notebooks": []})
     refused(capsys, ["reproduce", "--mode", "smoke", "--out", str(tmp_path / "runs"), "--only", "01"], tmp_path,
             "is the summary of mode 'cpu'", "nothing was overwritten")
+
+
+def test_reproduce_into_a_folder_in_use_is_refused(capsys, tmp_path):
+    _lock(tmp_path / "runs" / "smoke" / ".lock", os.getppid(), kind="make reproduce")
+    refused(capsys, ["reproduce", "--mode", "smoke", "--out", str(tmp_path / "runs"), "--only", "01"], tmp_path,
+            "is in use", "make reproduce", "choose another --out")
 
 
 def test_reproduce_merges_its_summary(tmp_path, monkeypatch):
