@@ -29,6 +29,18 @@ SMALL = ["n_train=256", "n_test=200", "pretrain_epochs=1", "posttrain_epochs=1",
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread for the tiny trainings here (as the subprocesses: OMP_NUM_THREADS=1): on a busy 2-core CI
+    machine a second spinning thread only slows them down."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _offline_data(monkeypatch):
     """The offline CIFAR files for the command lines run here (CI sets COURSE_DATA_DIR; a bare pytest may not)."""
