@@ -210,8 +210,8 @@ def load_post_trained(cfg: ExperimentConfig, granularity: str, omega: float, see
     """
     path = Path(cfg.out_dir) / "runs" / f"{run_name(granularity, omega, seed)}.pt"
     if not path.exists():
-        raise data.DataNotFoundError(f"no saved network at {path}: run experiments.post_train(cfg, {granularity!r}, "
-                                f"{omega!r}, {seed}) with save_models=True first")
+        raise data.DataNotFoundError(f"no saved network at {path}: run experiments.post_train(cfg, "
+                                     f"{granularity!r}, {omega!r}, {seed}) with save_models=True first")
     net = linearize.to_prelu(_load_deploy(cfg, torch.device("cpu")), granularity)
     state = torch.load(path, map_location="cpu", weights_only=True)
     models.pretrained.load_state_dict_strict(net, state["model"])
