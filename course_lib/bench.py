@@ -31,17 +31,19 @@ is `ratio: X.XX`, the smaller of the two networks' course/textbook training thro
 On a GPU (`--device cuda`, untested here: no GPU figures exist yet) the same code runs with bf16 autocast,
 channels_last and torch.compile (`--compile-mode max-autotune-no-cudagraphs` or `reduce-overhead` to try others),
 the data on the GPU, pinned memory for the textbook loader, and timings synchronised with the device. Small CIFAR
-nets leave most of a large GPU idle, so a sweep shares one GPU best as several processes, one run each. The first
-`--one-run` also pre-trains (every run starts from that one checkpoint), so run it alone, then the rest side by side:
+nets leave most of a large GPU idle, so a sweep shares one GPU best as several processes, one run each. Start them
+all at once: every run starts from one pre-trained checkpoint, which the first process makes while the others wait
+for its lock (`<out>/pretrain/.lock`, see `course_lib.preflight`), then read it back:
 
-    python -m course_lib cifar --mode full --one-run channel:0.0005:0
-    for run in layer:0.0005:0 channel:0.001:0 layer:0.001:0; do
+    for run in channel:0.0005:0 layer:0.0005:0 channel:0.001:0 layer:0.001:0; do
         python -m course_lib cifar --mode full --one-run $run &
     done; wait
 
-Each process writes its own result file, and a later `python -m course_lib cifar --mode full` reads
-them back as finished runs and writes the summary. How many processes fit is a matter of GPU memory and of the
-CPU cores that feed them (one process per core or two); `make bench ARGS="--device cuda"` measures one of them.
+Each process holds the lock of its own run (a second process on the same run stops at once) and writes its own
+result file; a later `python -m course_lib cifar --mode full` reads them back as finished runs and writes the
+summary (a sweep started while `--one-run` processes work in the folder stops at once, and the other way round).
+How many processes fit is a matter of GPU memory and of the CPU cores that feed them (one process per core or two);
+`make bench ARGS="--device cuda"` measures one of them.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 __all__ = ["MODES", "ENV_RUN_MODE", "resolve_mode", "select_device", "seed_everything", "SystemKnobs",
            "system_knobs", "CPU_COMPILE_MIN_STEPS", "cpu_has_native_bf16", "environment_info", "banner", "in_colab",
            "in_binder"]
@@ -39,16 +41,18 @@ def resolve_mode(run_mode: str = "auto") -> str:
             else `cpu`.
 
     Raises:
-        ValueError: for an unknown mode (in the argument or in `$COURSE_RUN_MODE`), listing the valid ones.
+        ConfigError (a ValueError): for an unknown mode (in the argument or in `$COURSE_RUN_MODE`), listing the valid
+            ones.
     """
     if run_mode not in MODES:
-        raise ValueError(f"unknown run mode {run_mode!r}; valid modes are {', '.join(MODES)}")
+        raise ConfigError(f"unknown run mode {run_mode!r}; valid modes are {', '.join(MODES)}")
     if run_mode != "auto":
         return run_mode
     env = os.environ.get(ENV_RUN_MODE, "").strip()
     if env:
         if env not in MODES[1:]:
-            raise ValueError(f"${ENV_RUN_MODE}={env!r} is not a run mode; use one of {', '.join(MODES[1:])}")
+            raise ConfigError(f"${ENV_RUN_MODE}={env!r} is not a run mode; use one of {', '.join(MODES[1:])} (or "
+                              f"unset it)")
         return env
     return "full" if torch.cuda.is_available() else "cpu"
 

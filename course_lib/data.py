@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import CourseError
+from .errors import ConfigError, CourseError
 
-__all__ = ["NORMALIZATION", "CIFAR10_CLASSES", "ENV_DATA_DIR", "REPO_DATA_DIR", "DataNotFoundError", "search_dirs", "registry",
-           "verify_sha256", "fetch_registered", "locate_cifar", "load_cifar", "CifarLoader"]
+__all__ = ["NORMALIZATION", "CIFAR10_CLASSES", "ENV_DATA_DIR", "REPO_DATA_DIR", "DataNotFoundError", "DataCorruptError",
+           "search_dirs", "registry", "verify_sha256", "fetch_registered", "locate_cifar", "check_cifar", "load_cifar",
+           "CifarLoader"]
 
 # Mean and std of the akamaster ResNets' training pipeline; the course uses them for every network so that the
 # pretrained weights and our own checkpoints see the same inputs.
@@ -48,6 +49,18 @@ _verified: set[tuple[str, int, float]] = set()  # (path, size, mtime) already ha
 
 class DataNotFoundError(CourseError, FileNotFoundError):
     """A dataset or checkpoint was found nowhere; the message says where we looked and what to do."""
+
+
+class DataCorruptError(CourseError, RuntimeError):
+    """A data or checkpoint file exists but is damaged or not the expected one; the message names the file, the
+    cause, and a fix that exists for that file (a download only where the registry has a url)."""
+
+
+def _replace_advice(path: Path) -> str:
+    """How to replace a damaged file that has no public download."""
+    return (f"It has no public download: replace it with a good copy (on the course machines: "
+            f"../shared/data/{path.name}, see its README), or delete it so that the next data folder is searched "
+            f"(${ENV_DATA_DIR}, then the repository's data/).")
 
 
 def search_dirs(root: str | Path | None = None) -> list[Path]:
@@ -72,8 +85,20 @@ def registry() -> dict[str, dict]:
     return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
 
 
-def verify_sha256(path: Path, expected: str) -> None:
-    """Raise a clear error when `path`'s sha256 is not `expected` (hashed once per session per file version)."""
+def verify_sha256(path: Path, expected: str, url: str | None = None, downloaded: bool = False,
+                  advice: str | None = None) -> None:
+    """Raise a clear error when `path`'s sha256 is not `expected` (hashed once per session per file version).
+
+    Args:
+        path: the file to check.
+        expected: its registered sha256.
+        url: where the file can be downloaded again (None: no public download; the advice says so).
+        downloaded: `path` is a download from `url` that was just made (nothing of it is kept).
+        advice: the fix to give instead (for a file the user named, e.g. an ImageNet checkpoint).
+
+    Raises:
+        DataCorruptError: the digest differs; names the file, both digests and a fix that exists.
+    """
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime)
     if key in _verified:
@@ -83,10 +108,14 @@ def verify_sha256(path: Path, expected: str) -> None:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != expected:
-        raise RuntimeError(
-            f"{path} is corrupt or not the expected file: sha256 {digest.hexdigest()} but data/registry.json "
-            f"expects {expected}. Delete it and run again to download it, or copy a good copy there."
-        )
+        source = "the sha256 given" if advice else "data/registry.json"
+        found = f"sha256 {digest.hexdigest()} but {source} expects {expected}"
+        if downloaded:
+            raise DataCorruptError(f"the file downloaded from {url} is not the expected one ({found}); nothing of it "
+                                   "was kept. Run again (a broken transfer), or download it by hand and check it.")
+        if advice is None:
+            advice = f"Delete it and run again: it is downloaded again from {url}." if url else _replace_advice(path)
+        raise DataCorruptError(f"{path} is corrupt or not the expected file: {found}. {advice}")
     _verified.add(key)
 
 
@@ -104,7 +133,7 @@ def _download(url: str, dest: Path, sha256: str | None) -> None:
                     out.write(block)
                     bar.update(len(block))
         if sha256:
-            verify_sha256(Path(tmp), sha256)
+            verify_sha256(Path(tmp), sha256, url, downloaded=True)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -116,7 +145,7 @@ def fetch_registered(relpath: str, root: str | Path | None = None, download: boo
 
     Raises:
         DataNotFoundError: when the file is nowhere and cannot be downloaded; names every place looked at.
-        RuntimeError: when a found or downloaded file fails its sha256 check.
+        DataCorruptError (a RuntimeError): when a found or downloaded file fails its sha256 check.
     """
     entry = registry()[relpath]
     name = Path(relpath).name
@@ -124,7 +153,7 @@ def fetch_registered(relpath: str, root: str | Path | None = None, download: boo
     for path in candidates:
         if path.is_file():
             if entry.get("sha256"):
-                verify_sha256(path, entry["sha256"])
+                verify_sha256(path, entry["sha256"], entry.get("url"))
             return path
     errors = []
     urls = [u for u in [entry.get("url"), *entry.get("mirrors", [])] if u] if download else []
@@ -150,11 +179,17 @@ def fetch_registered(relpath: str, root: str | Path | None = None, download: boo
 # ---------------------------------------------------------------------------------------------------------------
 
 def _read_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path, allow_pickle=False) as d:
-        key = f"x_{split}"
-        if key not in d:
-            raise DataNotFoundError(f"{path} has no {split} split (keys: {sorted(d.files)})")
-        return d[key], d[f"y_{split}"]
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            key = f"x_{split}"
+            if key not in d:
+                raise DataNotFoundError(f"{path} has no {split} split (keys: {sorted(d.files)})")
+            return d[key], d[f"y_{split}"]
+    except CourseError:
+        raise
+    except Exception as exc:  # not a zip, a truncated member, pickled content: the file is damaged
+        raise DataCorruptError(f"{path} does not read as an npz file ({type(exc).__name__}: {exc}). "
+                               + _replace_advice(path)) from exc
 
 
 def _read_torchvision_folder(folder: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -165,10 +200,19 @@ def _read_torchvision_folder(folder: Path, name: str, split: str) -> tuple[np.nd
         files, label_key = [split], b"fine_labels"
     images, labels = [], []
     for file in files:
-        with open(folder / file, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+        path = folder / file
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(batch[label_key], dtype=np.int64))
+        except Exception as exc:  # missing, truncated or not a CIFAR pickle (UnpicklingError, EOFError, KeyError, ...)
+            cause = "it is missing" if isinstance(exc, FileNotFoundError) else f"{type(exc).__name__}: {exc}"
+            raise DataCorruptError(
+                f"{path} is not a readable CIFAR batch file ({cause}), so the torchvision folder {folder} is "
+                f"damaged. Fix: delete {folder} (torchvision then downloads it again, 170 MB, internet needed), "
+                f"re-create it from the npz with make_torchvision_layout.py (../shared/data), or set {ENV_DATA_DIR} "
+                f"to a folder holding {_NPZ_NAMES[(name, None)]}.") from exc
     return np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)  # HWC like the npz files
 
 
@@ -188,6 +232,28 @@ def locate_cifar(name: str, root: str | Path | None = None) -> Path | None:
     return None
 
 
+def check_cifar(name: str, root: str | Path | None = None) -> Path | None:
+    """Where `load_cifar(name, ...)` would read the full dataset from, after checking that it reads: the npz's sha256
+    (when registered) and members, or every batch of a torchvision folder. None when nothing is local.
+
+    Raises:
+        DataCorruptError: the file or folder found first is damaged; the message names it and a fix.
+    """
+    found = locate_cifar(name, root)
+    if found is None:
+        return None
+    if found.is_dir():
+        for split in ("train", "test"):
+            _read_torchvision_folder(found, name, split)
+    else:
+        entry = registry().get(found.name)
+        if entry and entry.get("sha256"):
+            verify_sha256(found, entry["sha256"], entry.get("url"))
+        for split in ("train", "test"):
+            _read_npz(found, split)
+    return found
+
+
 def load_cifar(name: str, split: str, root: str | Path | None = None, subset: str | None = None,
                download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Load CIFAR-10 or CIFAR-100 as tensors.
@@ -204,17 +270,18 @@ def load_cifar(name: str, split: str, root: str | Path | None = None, subset: st
         `(images, labels)`: uint8 tensor (N, 3, 32, 32) and int64 tensor (N,).
 
     Raises:
-        ValueError: unknown name, split or subset.
+        ConfigError (a ValueError): unknown name, split or subset.
         DataNotFoundError: nothing found and the download failed; the message names every place looked at.
-        RuntimeError: a registered file whose sha256 does not match `data/registry.json`.
+        DataCorruptError (a RuntimeError): a registered file whose sha256 does not match `data/registry.json`, or a
+            file or torchvision folder that does not read.
     """
     if name not in _TV_FOLDERS:
-        raise ValueError(f"unknown dataset {name!r}; choose cifar10 or cifar100")
+        raise ConfigError(f"unknown dataset {name!r}; choose cifar10 or cifar100")
     if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; choose train or test")
+        raise ConfigError(f"unknown split {split!r}; choose train or test")
     if (name, subset) not in _NPZ_NAMES:
         valid = [s for n, s in _NPZ_NAMES if n == name and s]
-        raise ValueError(f"unknown subset {subset!r} for {name}; choose None or one of {valid}")
+        raise ConfigError(f"unknown subset {subset!r} for {name}; choose None or one of {valid}")
     npz_name, folder_name = _NPZ_NAMES[(name, subset)], _TV_FOLDERS[name]
     looked = []
     for directory in search_dirs(root):
@@ -222,7 +289,7 @@ def load_cifar(name: str, split: str, root: str | Path | None = None, subset: st
         looked.append(str(npz))
         if npz.is_file():
             if npz_name in registry():
-                verify_sha256(npz, registry()[npz_name]["sha256"])
+                verify_sha256(npz, registry()[npz_name]["sha256"], registry()[npz_name].get("url"))
             x, y = _read_npz(npz, split)
             return _to_tensors(x, y)
         if subset is None:

@@ -3,8 +3,9 @@ quota, memory, data and checkpoints.
 
 `check_environment()` returns one row per item with a status (`ok`, `warn`, `missing`) and, when something is
 wrong, how to fix it. Nothing here raises and nothing is downloaded: the point is to tell a learner everything at
-once. Containers (Binder, Docker, CI) are judged by their cgroup limits, not by the host's memory and cores, which
-`psutil` and `os.cpu_count()` report.
+once. Data files that are found are read too (sha256 where registered), so a damaged file shows here. Containers
+(Binder, Docker, CI) are judged by their cgroup limits, not by the host's memory and cores, which `psutil` and
+`os.cpu_count()` report.
 """
 
 from __future__ import annotations
@@ -224,14 +225,27 @@ def _file_check(name: str, found: Path | None, missing: str, fix: str) -> Check:
     return Check(name, "ok", f"found: {found}") if found else Check(name, "warn", missing, fix)
 
 
+def _corrupt(name: str, error: Exception) -> Check:
+    message = str(error)
+    cause, _, fix = message.partition(". ")
+    return Check(name, "missing", f"found but does not read: {cause}", fix or "replace the file with a good copy")
+
+
 def _data_checks() -> list[Check]:
+    """Where the data and checkpoints are, and that each one found reads (sha256 where registered, every batch of a
+    torchvision folder): a damaged file is reported here, not in the middle of a run."""
     from . import data
 
     rows = [Check("data folders", "ok", " -> ".join(str(d) for d in data.search_dirs()))]
     download_dir = data._download_dir()
     free_gb = shutil.disk_usage(download_dir if download_dir.exists() else Path.home()).free / 1e9
     for name, when in (("cifar10", "first use"), ("cifar100", "first use with DATASET='cifar100'")):
-        rows.append(_file_check(name, data.locate_cifar(name),
+        try:
+            found = data.check_cifar(name)
+        except data.DataCorruptError as exc:
+            rows.append(_corrupt(name, exc))
+            continue
+        rows.append(_file_check(name, found,
                                 f"not found locally; torchvision downloads it on {when} (170 MB into "
                                 f"{download_dir}, {free_gb:.1f} GB free)",
                                 f"offline or slow network? set {data.ENV_DATA_DIR} to a folder with the files"))
@@ -240,6 +254,12 @@ def _data_checks() -> list[Check]:
             continue
         name = Path(relpath).name
         found = next((d / rel for d in data.search_dirs() for rel in (relpath, name) if (d / rel).is_file()), None)
+        if found is not None and entry.get("sha256"):
+            try:
+                data.verify_sha256(found, entry["sha256"], entry.get("url"))
+            except data.DataCorruptError as exc:
+                rows.append(_corrupt(name, exc))
+                continue
         rows.append(_file_check(name, found, f"not found locally; downloaded and sha256-checked on first use "
                                              f"({entry.get('size', 0) / 1e6:.1f} MB)",
                                 f"offline? copy it into {download_dir / 'pretrained'} or {data.ENV_DATA_DIR}"))

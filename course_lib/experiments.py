@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from . import config, data, judging, linearize, models, paths, protocol, targeting, train
+from . import config, data, judging, linearize, models, paths, preflight, protocol, targeting, train
 from .errors import ConfigError
 from .protocol import PRETRAIN, defines
 from .results import run_name
@@ -69,6 +69,15 @@ class ExperimentConfig(protocol.ProtocolConfig):
         elif self.network != "repvgg" and self.dataset != "cifar10":
             found.append(f"the pretrained {self.network} weights are CIFAR-10 weights; use dataset='cifar10' with it")
         return found
+
+    def input_problems(self, need_start: bool = True) -> list[str]:
+        """Every missing or damaged input (the data; the pretrained ResNet when `need_start`), loaded now, before any
+        work (`preflight`). The loaded splits are the ones the stages use (`_read_split` keeps them)."""
+        return preflight.load_problems(
+            lambda: _read_split(self.dataset, "train", self.data_dir, self.n_train),
+            lambda: _read_split(self.dataset, "test", self.data_dir, self.n_test),
+            *([lambda: models.load_pretrained_cifar_resnet(_resnet_depth(self), root=self.data_dir)]
+              if need_start and self.network != "repvgg" else []))
 
 
 def cifar_config(mode: str = "auto", **overrides) -> ExperimentConfig:
@@ -119,6 +128,7 @@ def _resnet_depth(cfg: ExperimentConfig) -> int:
     return int(cfg.network.removeprefix("resnet"))
 
 
+@preflight.pretrain_stage  # checks before any work; <start_dir>/.lock (other processes wait for it)
 def pretrain(cfg: ExperimentConfig, seed: int = 0, progress: bool = True) -> dict:
     """Pre-train the start network of `seed`'s runs: the plain net in RepVGG training form, fused to its deploy form.
 
@@ -173,6 +183,7 @@ def _load_deploy(cfg: ExperimentConfig, device: torch.device, seed: int) -> torc
     return net.to(device)
 
 
+@preflight.posttrain_stage  # checks before any work; <out_dir>/runs/<run>.lock
 def post_train(cfg: ExperimentConfig, granularity: str, seed: int, *, omega: float | None = None,
                target: float | None = None, progress: bool = True) -> dict:
     """Linearize the start network of `seed` with a fixed ω or to a target NAPL, recover, write its result JSON.
@@ -215,14 +226,15 @@ def load_post_trained(cfg: ExperimentConfig, granularity: str, seed: int, omega:
     """
     path = Path(cfg.out_dir) / "runs" / f"{run_name(granularity, seed, omega, target)}.pt"
     if not path.exists():
-        raise FileNotFoundError(f"no saved network at {path}: run experiments.post_train(cfg, {granularity!r}, "
-                                f"{seed}, omega={omega!r}, target={target!r}) with save_models=True first")
+        raise data.DataNotFoundError(f"no saved network at {path}: run experiments.post_train(cfg, {granularity!r}, "
+                                     f"{seed}, omega={omega!r}, target={target!r}) with save_models=True first")
     net = linearize.to_prelu(_load_deploy(cfg, torch.device("cpu"), seed), granularity)
     state = torch.load(path, map_location="cpu", weights_only=True)
     models.pretrained.load_state_dict_strict(net, state["model"])
     return net.eval()
 
 
+@preflight.holds_folder  # every check before any work, then <out_dir>/.lock for the whole sweep
 def sweep(cfg: ExperimentConfig, progress: bool = True) -> list[dict]:
     """Pre-train (or reuse), then post-train every (granularity, ω, seed); returns the post-training results.
 
@@ -255,8 +267,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m course_lib cifar"
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     mode = config.resolve_mode(args.mode)
     default_out = f"runs/04_cifar_{mode}" if args.network == "repvgg" else f"runs/05_{args.network}_{mode}"
-    cfg = cifar_config(mode, dataset=args.dataset, network=args.network, omegas=args.omegas, targets=args.targets,
-                       seeds=args.seeds, out_dir=args.out or default_out, **protocol.parse_overrides(args.set))
+    flags = dict(dataset=args.dataset, network=args.network, omegas=args.omegas, targets=args.targets,
+                 seeds=args.seeds, out_dir=args.out or default_out)
+    cfg = cifar_config(mode, **{**flags, **protocol.parse_overrides(args.set)})  # `--set seeds=...` works too
     if args.one_run:
         granularity, seed, omega, target = protocol.parse_one_run(args.one_run)
         pretrain(cfg, seed)

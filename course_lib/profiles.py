@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 
+from .errors import ConfigError
+
 __all__ = ["TABLES", "MODES", "sizes"]
 
 MODES = ("smoke", "cpu", "full")
@@ -141,11 +143,11 @@ def sizes(table: str, mode: str) -> dict:
     """The settings of `table` in run mode `mode` (`smoke`, `cpu` or `full`): its defaults, then the mode's changes.
 
     Raises:
-        ValueError: an unknown table or mode, listing the valid ones.
+        ConfigError (a ValueError): an unknown table or mode, listing the valid ones.
     """
     if table not in TABLES:
-        raise ValueError(f"unknown profile table {table!r}; valid tables are {', '.join(TABLES)}")
+        raise ConfigError(f"unknown profile table {table!r}; valid tables are {', '.join(TABLES)}")
     if mode not in MODES:
-        raise ValueError(f"unknown run mode {mode!r} for profile {table!r}; use one of {', '.join(MODES)} "
+        raise ConfigError(f"unknown run mode {mode!r} for profile {table!r}; use one of {', '.join(MODES)} "
                          "(resolve 'auto' with config.resolve_mode first)")
     return copy.deepcopy({**TABLES[table]["defaults"], **TABLES[table][mode]})

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from . import config, judging, linearize, models, paths, profiles, targeting, train
+from . import config, judging, linearize, models, outdir, paths, profiles, settings, targeting, train
 from .errors import ConfigError, StoredResultError
 from .results import REFERENCE_DIR, git_commit, provenance, read_json, run_name, run_name_of, write_json_atomic
 
@@ -115,6 +115,7 @@ class ProtocolConfig:
             found.append("at least one seed is needed")
         if self.layer_scale not in linearize.LAYER_SCALES:
             found.append(f"unknown layer_scale {self.layer_scale!r}; choose one of {list(linearize.LAYER_SCALES)}")
+        found += settings.value_problems(self)  # types, ranges, duplicates of every field (course_lib/settings.py)
         return found
 
     @classmethod
@@ -143,7 +144,8 @@ class ProtocolConfig:
 
 def build_config(cls: type[ProtocolConfig], table: str, mode: str, overrides: dict) -> ProtocolConfig:
     """A config of class `cls` from profile `table` in run mode `mode`, with overrides (None means "the mode's
-    default"). Lists become tuples where the field is a tuple.
+    default"). Every value is converted to its field's declared type (`settings.coerce`): text such as a papermill
+    `-p SEEDS '[0, 1]'` is parsed, lists become tuples.
 
     Raises:
         ConfigError: an unknown mode or setting name, or any value the config's checks refuse.
@@ -153,10 +155,10 @@ def build_config(cls: type[ProtocolConfig], table: str, mode: str, overrides: di
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ConfigError(f"unknown setting(s) {unknown}; valid settings are {sorted(valid)}")
-    values = {**profiles.sizes(table, mode), **{k: v for k, v in overrides.items() if v is not None}}
-    for f in dataclasses.fields(cls):
-        if str(f.type).startswith("tuple") and isinstance(values.get(f.name), list):
-            values[f.name] = tuple(values[f.name])
+    # Text (papermill -p, --set, YAML) becomes each field's declared type; what does not convert is reported by
+    # the config's checks, all problems in one ConfigError (course_lib/settings.py).
+    values = settings.coerce(cls, {**profiles.sizes(table, mode), **{k: v for k, v in overrides.items()
+                                                                      if v is not None}})
     return cls(mode=mode, **values)
 
 
@@ -187,16 +189,22 @@ def parse_one_run(text: str) -> tuple[str, int, float | None, float | None]:
     or a bare number (a fixed ω).
 
     Raises:
-        ConfigError: not three parts, or the knob or the seed not a number.
+        ConfigError: not three parts, the knob or the seed not a number, an unknown granularity, a negative ω
+            or target.
     """
     try:
         granularity, knob, seed = text.split(":")
-        if knob.startswith("target"):
-            return granularity, int(seed), None, float(knob.removeprefix("target"))
-        return granularity, int(seed), float(knob.removeprefix("omega")), None
+        target = float(knob.removeprefix("target")) if knob.startswith("target") else None
+        omega = None if target is not None else float(knob.removeprefix("omega"))
+        run = granularity, int(seed), omega, target
     except ValueError:
         raise ConfigError(f"--one-run expects GRANULARITY:KNOB:SEED, e.g. channel:target4:0 or layer:omega0.01:1, "
                           f"got {text!r}") from None
+    value = omega if target is None else target
+    if granularity not in linearize.GRANULARITIES or not math.isfinite(value) or value < 0:  # before any work
+        raise ConfigError(f"--one-run {text!r}: the granularity must be one of {list(linearize.GRANULARITIES)} and "
+                          "omega or target a finite number >= 0")
+    return run
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -422,8 +430,8 @@ def grid(cfg: ProtocolConfig) -> list[tuple[str, int, float | None, float | None
 def sweep(cfg: ProtocolConfig, pretrain: Callable[..., dict], post_train: Callable[..., dict],
           progress: bool = True) -> list[dict]:
     """`pretrain(cfg, seed)` (or its stored result) for every start network, then `post_train(cfg, g, seed,
-    omega=…, target=…)` for every run of `grid(cfg)`; `<out_dir>/summary.json` (`judging.summarize`) is rewritten
-    after every run by rank 0.
+    omega=…, target=…)` for every run of `grid(cfg)`; `<out_dir>/summary.json` (`judging.summarize` of every run
+    stored there with these settings, not only this call's) is rewritten after every run by rank 0.
 
     Interrupt it at any time and call it again: finished runs are read back, the unfinished one resumes. Only rank 0
     shows the progress bar.
@@ -437,7 +445,8 @@ def sweep(cfg: ProtocolConfig, pretrain: Callable[..., dict], post_train: Callab
                            disable=True if not train.is_main_process() else not progress or None):
         results.append(post_train(cfg, g, s, omega=w, target=t, progress=progress))
         if train.is_main_process():
-            write_json_atomic(Path(cfg.out_dir) / "summary.json", judging.summarize(results, baselines))
+            # every run of the folder made with these settings, not only this call's grid (a summary never shrinks)
+            write_json_atomic(Path(cfg.out_dir) / "summary.json", judging.summarize(outdir.matching_runs(cfg), baselines))
     return results
 
 

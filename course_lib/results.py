@@ -8,33 +8,36 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_json_atomic", "read_json", "git_commit", "provenance", "REFERENCE_DIR", "load_reference", "run_name",
-           "run_name_of"]
+from .storage import write_atomic
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "data" / "reference"
+__all__ = ["write_json_atomic", "read_json", "git_commit", "provenance", "REFERENCE_DIR", "load_reference", "run_name",
+           "run_name_of", "REPO_ROOT", "repo_path"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = REPO_ROOT / "data" / "reference"
+
+
+def repo_path(relative: str | Path) -> Path:
+    """`relative` inside the course repository, e.g. `repo_path("runs/04_cifar_smoke")`, wherever Python was started
+    (the notebooks' default folders do not depend on papermill's or Jupyter's working directory). When course_lib is
+    installed without the repository (pip install on Colab), `relative` to the working directory instead."""
+    in_clone = (REPO_ROOT / "notebooks").is_dir() and (REPO_ROOT / "course_lib").is_dir()
+    return (REPO_ROOT if in_clone else Path.cwd()) / relative
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write `obj` as indented JSON to `path` atomically (write a temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, default=_to_jsonable)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    """Write `obj` as indented JSON to `path` atomically (a temporary file in the same folder, then a rename).
+
+    Raises:
+        StorageError: the disk is full or the folder not writable; the message names the file and the free space,
+            and the previous version of `path` is untouched (see `storage.write_atomic`).
+    """
+    text = json.dumps(obj, indent=1, default=_to_jsonable) + "\n"  # fails before any file is touched
+    return write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _to_jsonable(obj: Any) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import CifarLoader
+from .storage import write_atomic
 
 __all__ = ["TrainConfig", "param_groups", "make_optimizer", "cosine_lr", "autocast", "evaluate", "fit",
            "init_distributed", "is_main_process", "save_checkpoint_atomic"]
@@ -156,16 +156,13 @@ def evaluate(model: nn.Module, loader: CifarLoader, amp_bf16: bool = False) -> d
 
 
 def save_checkpoint_atomic(path: Path, state: dict) -> None:
-    """`torch.save` to a temporary file in the same folder, then rename (never a half-written checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """`torch.save` to a temporary file in the same folder, then rename (never a half-written checkpoint).
+
+    Raises:
+        StorageError: the disk is full or the folder not writable; names the file and the free space, and the
+            previous checkpoint is untouched (see `storage.write_atomic`).
+    """
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import config, linearize, models, paths, protocol, train
+from .. import config, linearize, models, paths, preflight, protocol, train
 from ..errors import ConfigError
 from ..protocol import PRETRAIN, defines, setting
 from ..results import run_name_of
@@ -71,6 +71,9 @@ __all__ = [
 ]
 
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training images (val: 50,000)
+_NO_CHECKPOINT = ("the ImageNet protocol starts from a pretrained network: give a checkpoint (a RepVGG {arch} state "
+                  "dict, training or deploy form, ours or DingXiaoH/RepVGG's), or set pretrain_epochs > 0 to pre-train "
+                  "a small one here (smoke/cpu only)")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -100,6 +103,22 @@ class ImageNetConfig(protocol.ProtocolConfig):
         found = super().problems()
         if self.reader != "auto" and self.reader not in READERS:
             found.append(f"unknown reader {self.reader!r}; choose auto or one of {list(READERS)}")
+        return found
+
+    def input_problems(self, need_start: bool = True) -> list[str]:
+        """Every problem with the inputs, at once, before any work (`preflight`): the ImageNet folder (unless smoke/cpu
+        generate one) and, when the start network is still to be made (`need_start`), the checkpoint."""
+        checks = []
+        if self.imagenet_dir is not None or self.mode == "full":
+            checks.append(lambda: check_imagefolder(self.imagenet_dir))
+        found = preflight.load_problems(*checks)
+        if need_start and self.checkpoint is None and self.pretrain_epochs == 0:
+            found.append(_NO_CHECKPOINT.format(arch=self.arch))
+        elif need_start and self.checkpoint and not self.checkpoint.startswith(("https://", "http://")):
+            path = Path(self.checkpoint).expanduser()
+            if not path.is_file():
+                found.append(f"checkpoint {path} {'is a folder, not a file' if path.is_dir() else 'not found'}: give "
+                             "a RepVGG state dict file (checkpoint, --checkpoint, CHECKPOINT) or an https url")
         return found
 
 
@@ -149,6 +168,7 @@ def _input_shape(cfg: ImageNetConfig) -> tuple[int, int, int, int]:
     return (1, 3, cfg.image_size, cfg.image_size)
 
 
+@preflight.pretrain_stage  # checks before any work; <start_dir>/.lock (other processes wait for it)
 def pretrain(cfg: ImageNetConfig, seed: int = 0, progress: bool = True) -> dict:
     """The start of every run: load `cfg.checkpoint`, fuse it to the deploy form, evaluate it, store it.
 
@@ -169,9 +189,7 @@ def pretrain(cfg: ImageNetConfig, seed: int = 0, progress: bool = True) -> dict:
         return stored
     out = protocol.start_dir(cfg, seed)
     if cfg.checkpoint is None and cfg.pretrain_epochs == 0:
-        raise ConfigError("the ImageNet protocol starts from a pretrained network: give a checkpoint (a RepVGG "
-                         f"{cfg.arch} state dict, training or deploy form, ours or DingXiaoH/RepVGG's), or set "
-                         "pretrain_epochs > 0 to pre-train a small one here (smoke/cpu only)")
+        raise ConfigError(_NO_CHECKPOINT.format(arch=cfg.arch))
     device, knobs = protocol.device_and_knobs(cfg)
     tcfg = cfg.train_config(PRETRAIN, knobs)
     config.seed_everything(0)
@@ -188,7 +206,8 @@ def pretrain(cfg: ImageNetConfig, seed: int = 0, progress: bool = True) -> dict:
     deploy, train_form, form = start_network(load_checkpoint(source, cfg.checkpoint_sha256), cfg.arch,
                                              cfg.width_mult)
     if deploy.linear.out_features < n_classes:
-        raise ValueError(f"the checkpoint has {deploy.linear.out_features} outputs but the folder {n_classes} classes")
+        raise ConfigError(f"the checkpoint {source} has {deploy.linear.out_features} outputs but the folder "
+                          f"{n_classes} classes: give a checkpoint trained on these classes, or set n_classes")
     train_eval = train.evaluate(train_form.to(device), val_loader, tcfg.amp_bf16) if train_form is not None else None
     deploy_eval = train.evaluate(deploy.to(device), val_loader, tcfg.amp_bf16)
     result = protocol.stage_record(
@@ -207,6 +226,7 @@ def _load_deploy(cfg: ImageNetConfig) -> nn.Module:
     return start_network(state, cfg.arch, cfg.width_mult)[0]
 
 
+@preflight.posttrain_stage  # checks before any work; <out_dir>/runs/<run>.lock
 def post_train(cfg: ImageNetConfig, granularity: str, seed: int, *, omega: float | None = None,
                target: float | None = None, progress: bool = True) -> dict:
     """Linearize the start network with one (granularity, ω, seed); write `<out_dir>/runs/<run_name>.json`.
@@ -231,6 +251,7 @@ def post_train(cfg: ImageNetConfig, granularity: str, seed: int, *, omega: float
                                          omega=omega, target=target, input_shape=shape, progress=progress)
 
 
+@preflight.holds_folder  # every check before any work, then <out_dir>/.lock for the whole sweep
 def sweep(cfg: ImageNetConfig, progress: bool = True) -> list[dict]:
     """`pretrain`, then `post_train` every (granularity, ω, seed); `<out_dir>/summary.json` after every run.
 
@@ -372,10 +393,10 @@ def parse_args(argv: list[str], prog: str = "python -m course_lib imagenet"
     args = parser.parse_args(argv)
     try:
         overrides = protocol.parse_overrides(args.set)
-        cfg = imagenet_config(args.mode, imagenet_dir=args.imagenet_dir, checkpoint=args.checkpoint,
-                              checkpoint_sha256=args.checkpoint_sha256, omegas=args.omegas, seeds=args.seeds,
-                              granularities=args.granularities, num_workers=args.workers, out_dir=args.out,
-                              **overrides)
+        flags = dict(imagenet_dir=args.imagenet_dir, checkpoint=args.checkpoint,
+                     checkpoint_sha256=args.checkpoint_sha256, omegas=args.omegas, seeds=args.seeds,
+                     granularities=args.granularities, num_workers=args.workers, out_dir=args.out)
+        cfg = imagenet_config(args.mode, **{**flags, **overrides})  # `--set seeds=...` too, not a TypeError
     except ValueError as exc:
         parser.error(str(exc))
     return cfg, args

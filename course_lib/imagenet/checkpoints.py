@@ -39,34 +39,47 @@ def _pickle_error(path: Path, refused: str) -> CheckpointPickleError:
         f"state dict once with\n    {command}\nand give {out} instead.")
 
 
+def _damaged(path: Path, error: Exception) -> data.DataCorruptError:
+    return data.DataCorruptError(f"checkpoint {path} does not read as a PyTorch file ({type(error).__name__}: "
+                                 f"{str(error)[:200]}): a damaged or truncated copy, or another kind of file. Give a "
+                                 "complete copy of the checkpoint (a RepVGG state dict saved with torch.save).")
+
+
 def load_checkpoint(source: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Read a state dict from a local file or an https url (cached in `~/.cache/course_lib/checkpoints`).
 
     Wrappers `{"model": ...}` / `{"state_dict": ...}` and a DDP `module.` prefix are removed.
 
     Raises:
-        DataNotFoundError: no such local file. RuntimeError: the sha256 does not match. CheckpointPickleError (a
-        ValueError): the file holds pickled objects besides tensors (e.g. an official training checkpoint with its
-        config); the message gives the one-line command that extracts the state dict if you trust the file.
+        DataNotFoundError: no such local file. DataCorruptError (a RuntimeError): the sha256 does not match, or the
+        file does not read as a PyTorch file. CheckpointPickleError (a ValueError): the file holds pickled objects
+        besides tensors (e.g. an official training checkpoint with its config); the message gives the one-line
+        command that extracts the state dict if you trust the file.
     """
     source = str(source)
-    if source.startswith(("https://", "http://")):
+    remote = source.startswith(("https://", "http://"))
+    if remote:
         path = data._CACHE_DIR / "checkpoints" / source.rstrip("/").rsplit("/", 1)[-1]
         if not path.exists():
             data._download(source, path, sha256)  # the course's atomic, checked download
     else:
         path = Path(source).expanduser()
         if not path.is_file():
-            raise data.DataNotFoundError(f"checkpoint {path} not found; give a local file or an https url")
+            what = "is a folder, not a file" if path.is_dir() else "not found"
+            raise data.DataNotFoundError(f"checkpoint {path} {what}; give a local file or an https url")
     if sha256:
-        data.verify_sha256(path, sha256)
+        fix = (f"Delete {path} and run again to download it from {source} again, or check the sha256." if remote else
+               "Check that the checkpoint and the sha256 (checkpoint_sha256) belong together.")
+        data.verify_sha256(path, sha256, advice=fix)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = re.search(r"GLOBAL ([\w.]+)", str(error))  # torch names the first class it would not unpickle
         if refused is None:
-            raise  # a damaged file, not a refused object
+            raise _damaged(path, error) from error
         raise _pickle_error(path, refused.group(1)) from error
+    except (RuntimeError, EOFError, OSError) as error:  # not a torch file, or a truncated one
+        raise _damaged(path, error) from error
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

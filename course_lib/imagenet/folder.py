@@ -59,6 +59,10 @@ def check_imagefolder(root: str | Path | None) -> dict:
             f"no ImageNet folder given: set ${ENV_IMAGENET_DIR} (or pass imagenet_dir / --imagenet-dir) to a folder "
             f"laid out as {_LAYOUT}. ImageNet is never downloaded (its licence needs an account at image-net.org).")
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ImageNetNotFoundError(f"the ImageNet folder {root} is a file, not a folder: give the folder that holds "
+                                    f"train/ and val/ ({ENV_IMAGENET_DIR}, imagenet_dir, --imagenet-dir). Expected "
+                                    f"{_LAYOUT}.")
     if not root.is_dir():
         raise ImageNetNotFoundError(f"the ImageNet folder {root} does not exist. Expected {_LAYOUT}.")
     classes = {}
