@@ -24,8 +24,9 @@ import pytest
 from course_lib import cli, data, envcheck, experiments, locks, outdir, reproduce, results, storage
 from course_lib.errors import ConfigError, StorageError
 
+# fixed-ω runs from one shared start and no recovery: the smallest sweep the protocol allows
 SMALL = ["n_train=256", "n_test=200", "pretrain_epochs=1", "posttrain_epochs=1", "amp_bf16=false",
-         "channels_last=false", "granularities=channel"]
+         "channels_last=false", "granularities=channel", "targets=[]", "independent_starts=false", "recovery_epochs=0"]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -124,8 +125,8 @@ SETTING_CASES = [  # (id, extra arguments, extra --set items, message fragments)
     ("unknown dataset", ["--dataset", "mnist"], [], ["unknown dataset 'mnist'"]),
     ("unknown network", ["--network", "vgg16"], [], ["unknown network 'vgg16'"]),
     ("--one-run misspelt", ["--one-run", "chanel:0.1:0"], [], ["--one-run 'chanel:0.1:0'", "granularity must be"]),
-    ("--one-run not a number", ["--one-run", "channel:x:0"], [], ["--one-run expects GRANULARITY:OMEGA:SEED"]),
-    ("--one-run negative omega", ["--one-run", "channel:-1:0"], [], ["omega a finite number >= 0"]),
+    ("--one-run not a number", ["--one-run", "channel:x:0"], [], ["--one-run expects GRANULARITY:KNOB:SEED"]),
+    ("--one-run negative omega", ["--one-run", "channel:-1:0"], [], ["omega or target a finite number >= 0"]),
     ("three mistakes at once", ["--seeds", "0", "0", "--omegas", "-1"], ["batch_size=abc"],
      ["seeds has duplicates", "omega must be a finite number", "batch_size must be a whole number"]),
 ]
@@ -310,7 +311,8 @@ def test_a_stored_pretraining_with_other_settings_is_refused(capsys, tmp_path, s
 
 def test_an_interrupted_pretraining_with_other_settings_is_not_resumed(capsys, tmp_path, data_dir):
     other = experiments.cifar_config("smoke", out_dir=str(tmp_path / "out"), pretrain_epochs=5, n_train=256,
-                                     n_test=200, amp_bf16=False, channels_last=False)
+                                     n_test=200, amp_bf16=False, channels_last=False, granularities=("channel",),
+                                     omegas=(0.1,), targets=(), independent_starts=False, recovery_epochs=0)
     values = json.loads(json.dumps(asdict(other)))
     (tmp_path / "out" / "pretrain").mkdir(parents=True)
     (tmp_path / "out" / "pretrain" / "checkpoint.pt").write_bytes(b"epoch 3 of 5")
@@ -322,7 +324,7 @@ def test_an_interrupted_pretraining_with_other_settings_is_not_resumed(capsys, t
 
 def test_a_damaged_stored_run_is_reported_before_any_work(capsys, tmp_path, stored_sweep):
     out = _copy(stored_sweep, tmp_path)
-    (out / "runs" / f"{results.run_name('channel', 0.1, 0)}.json").write_text('{"kind": "post_tr')
+    (out / "runs" / f"{results.run_name('channel', 0, omega=0.1)}.json").write_text('{"kind": "post_tr')
     refused(capsys, cifar(out), tmp_path, "does not read", "move it away")
 
 
@@ -340,7 +342,7 @@ def test_a_full_disk_names_the_file_keeps_everything_and_the_rerun_resumes(capsy
     monkeypatch.setattr(storage, "_write_fd", disk_full_for_run_checkpoints)
     assert cli.main(cifar(out)) == 2
     err = capsys.readouterr().err
-    name = results.run_name("channel", 0.1, 0)
+    name = results.run_name("channel", 0, omega=0.1)
     for fragment in (f"could not write {out / 'runs' / name}.ckpt.pt", "the disk is full", "free there",
                      "Nothing was lost", "run the same command again"):
         assert fragment in err, err
