@@ -40,7 +40,8 @@ nets leave most of a large GPU idle, so a sweep shares one GPU best as several p
     done; wait
 
 Each process writes its own result file, and a later `python -m course_lib cifar --mode full` reads
-them back as finished runs and writes the summary. How many processes fit is a matter of GPU memory and of the
+them back as finished runs and writes the summary. `python -m course_lib gpu-campaign` (`course_lib.campaign`) does all of this in one
+command within a time budget: this benchmark on the GPU, then such a sweep in several worker processes. How many processes fit is a matter of GPU memory and of the
 CPU cores that feed them (one process per core or two); `make bench ARGS="--device cuda"` measures one of them.
 """
 

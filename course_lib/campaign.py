@@ -97,6 +97,12 @@ def _tasks(cfg: experiments.ExperimentConfig) -> tuple[list[workers.Task], list[
     return [workers.Task(_start_key(s), ("pretrain", cfg, s)) for s in seeds] + todo, finished, starts
 
 
+def _data_source(cfg: experiments.ExperimentConfig) -> dict:
+    """Which CIFAR file or folder the sweep read, and whether it is a compact copy (JPEG bytes, near-exact pixels)."""
+    path = data.locate_cifar(cfg.dataset, cfg.data_dir)
+    return {"path": str(path) if path else None, "compact": bool(path and path.name in data.COMPACT_NAMES.values())}
+
+
 def _threads_per_worker(n_workers: int) -> int:
     """CPU threads of each worker: `$OMP_NUM_THREADS` when set, else the cores shared out (at least 1)."""
     text = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
@@ -193,7 +199,7 @@ def run_campaign(minutes: float, out: str | Path, *, device: str = "auto", tiny:
         "budget_s": round(60 * minutes, 1), "wall_time_s": round(time.time() - began, 1),
         "stopped_at_budget": outcome.stopped == "deadline", "stop_reason": outcome.stopped or "finished",
         "provenance": gpuinfo.gpu_provenance(dev),
-        "data": {"source": str(data.locate_cifar(cfg.dataset, cfg.data_dir)), "data_dir": cfg.data_dir},
+        "data": {"source": _data_source(cfg), "data_dir": cfg.data_dir},
         "bench": {**_bench_record(bench_result, reused), "wall_time_s": bench_s},
         "sweep": {
             "out_dir": cfg.out_dir, "config": dataclasses.asdict(cfg), "runs_total": len(protocol.grid(cfg)),
@@ -217,7 +223,7 @@ def format_report(result: dict, path: str | Path) -> str:
     """The campaign's own report: what ran, the two targets with PASS / FAIL (or why not judged), where the file is."""
     prov, sweep, b = result["provenance"], result["sweep"], result["bench"]
     gpu = prov.get("gpu") or "no GPU"
-    versions = f"driver {prov['driver']}, CUDA {prov['torch_cuda']}, " if prov.get("gpu") else ""
+    versions = f"driver {prov['driver'] or 'n/a'}, CUDA {prov['torch_cuda']}, " if prov.get("gpu") else ""
     lines = [f"gpu-campaign on {result['device']} ({gpu}; {versions}torch {prov['torch']}): budget "
              f"{result['budget_s'] / 60:g} min, wall {result['wall_time_s']:.0f} s"]
     nets = ", ".join(f"{n} {r['course_images_per_s']:.0f} vs {r['textbook_images_per_s']:.0f} img/s"

@@ -10,6 +10,7 @@ Used by `course_lib.campaign`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -34,12 +35,17 @@ def nvidia_smi(args: list[str], command: str = "nvidia-smi", timeout: float = 10
 
 
 def gpu_id(device: torch.device) -> str:
-    """How `nvidia-smi -i` names the GPU of `device`: its UUID (independent of CUDA_VISIBLE_DEVICES), else its index."""
-    uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
-    if uuid is None:
-        return str(device.index or 0)
-    text = str(uuid)
-    return text if text.startswith("GPU-") else f"GPU-{text}"
+    """How `nvidia-smi -i` names the GPU of `device`: its UUID when `nvidia-smi` knows it (independent of
+    CUDA_VISIBLE_DEVICES), else its entry in CUDA_VISIBLE_DEVICES, else its index."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    if uuid is not None:
+        text = str(uuid)
+        name = text if text.startswith("GPU-") else f"GPU-{text}"
+        if nvidia_smi(["--query-gpu=name", "--format=csv,noheader", "-i", name]) is not None:
+            return name
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return visible[index] if index < len(visible) else str(index)
 
 
 def gpu_provenance(device: torch.device | str) -> dict:

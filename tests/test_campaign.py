@@ -56,6 +56,12 @@ def test_provenance_names_the_gpu_fields_also_without_a_gpu():
     assert info["device"] == "cpu" and info["gpu_properties"] is None and info["torch_cuda"] == torch.version.cuda
 
 
+def test_targets_are_judged_on_cuda_only():
+    judged = campaign._targets(True, 3.5, 85.0), campaign._targets(True, 2.9, None), campaign._targets(False, 9, 99)
+    assert [[t["passed"] for t in targets] for targets in judged] == [[True, True], [False, False], [None, None]]
+    assert judged[1][1]["note"] == "no utilisation sample could be read"  # a FAIL that says why
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where there is no GPU")
 def test_bad_options_are_one_line_errors(capsys, tmp_path, data_dir):
     compact = data.write_compact_cifar(tmp_path / "data", n_train=384, n_test=100, root=data_dir).parent
@@ -107,7 +113,7 @@ def test_tiny_campaign_stops_at_its_budget_then_resumes(tmp_path, data_dir):
     prov = first["provenance"]
     assert prov["device"] == "cpu" and prov["torch"] == torch.__version__ and "git_commit" in prov
     assert {"gpu_properties", "driver", "nvidia_smi", "torch_cuda", "cudnn"} <= set(prov)
-    assert first["data"]["source"] == str(compact / data.COMPACT_NAMES["cifar10"])
+    assert first["data"]["source"] == {"path": str(compact / data.COMPACT_NAMES["cifar10"]), "compact": True}
     assert first["bench"]["ratio"] > 0 and not first["bench"]["reused"] and set(first["bench"]["nets"]) == {
         "plain A0/8", "resnet20"}
     assert [t["passed"] for t in first["targets"]] == [None, None]  # GPU targets: not judged on the CPU
