@@ -184,7 +184,8 @@ def _torchvision_download(name: str, dest: Path) -> None:
 
 
 def locate_cifar(name: str, root: str | Path | None = None) -> Path | None:
-    """Where `load_cifar(name, ...)` would read the full dataset from, without reading it; None if not local."""
+    """Where `load_cifar(name, ...)` would read the dataset from (a compact copy too), without reading it; None if
+    not local."""
     for directory in search_dirs(root):
         for candidate in (directory / _NPZ_NAMES[(name, None)], directory / _TV_FOLDERS[name],
                           directory / COMPACT_NAMES[name]):
@@ -278,8 +279,8 @@ def write_compact_cifar(dest: str | Path, name: str = "cifar10", n_train: int | 
     (None: all), each stored as JPEG bytes (PIL, `quality`, 4:2:0), with the labels and a sha256 of the bytes.
 
     The offline CIFAR-10 files were decoded from quality-75 JPEGs, so quality 75 reproduces their pixels almost
-    exactly (about 0.2 of 255 mean absolute error, measured on 500 images) at about 0.9 KB an image: 56 MB for all
-    of CIFAR-10. Written atomically (temporary file, then rename).
+    exactly (measured over the 50,000 training images: a mean absolute error of 0.16 of 255, a few pixels off by up
+    to 66) at about 0.9 KB an image: 56 MB for all of CIFAR-10. Written atomically (temporary file, then rename).
 
     Returns:
         The file written.
