@@ -10,7 +10,8 @@ sizes (images, epochs, batch, one target or ω, one seed, one granularity), plus
 of each test checks that nothing else differs from the profile.
 
 Cost: compiling a graph with inductor on the CPU takes 30-130 s with a cold cache on a busy 2-core machine (5-15 s
-warm, `/tmp/torchinductor_<user>`). The tests compile 7 graphs in all: per CIFAR test the pre-training network, the
+warm, `/tmp/torchinductor_<user>`); the three tests together took 7.3 min with a cold cache and 45-90 s with a warm
+one there (measured while other jobs ran). The tests compile 7 graphs in all: per CIFAR test the pre-training network, the
 linearization and the recovery graph (3 each), one for ImageNet (fixed ω, no recovery phase in its profile). The
 images are few (16 CIFAR images, one step an epoch; 32-px ImageNet-like images), because RepVGG-A2 at full width
 costs about 2 s per training step of 16 CIFAR images on one core. Inductor compiles in this process
