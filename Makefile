@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 MODE   ?= auto
 
-.PHONY: test reproduce lab dot bench student clean-venv chromium site
+.PHONY: test reproduce lab dot bench student gpu-campaign clean-venv chromium site
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,13 @@ bench: $(STAMP)
 # The student copies: every notebook cell tagged `solution` replaced by a stub (commit the result).
 student: $(STAMP)
 	$(BIN)/python -m course_lib student --write
+
+# One CUDA GPU: the bench, then a CIFAR-10 channel- vs layer-wise sweep, within MINUTES (default 10); pass/fail of its
+# two targets printed, runs/gpu_campaign/campaign.json and data/reference/cifar10_gpu.json written. Run it again to
+# resume what the budget stopped. Options: make gpu-campaign MINUTES=20 ARGS="--workers 6 --data DIR".
+MINUTES ?= 10
+gpu-campaign: $(STAMP)
+	$(BIN)/python -m course_lib gpu-campaign --minutes $(MINUTES) --write-reference $(ARGS)
 
 lab: $(STAMP) dot
 	$(BIN)/jupyter lab notebooks/

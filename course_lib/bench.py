@@ -42,8 +42,10 @@ for its lock (`<out>/pretrain/.lock`, see `course_lib.preflight`), then read it 
 Each process holds the lock of its own run (a second process on the same run stops at once) and writes its own
 result file; a later `python -m course_lib cifar --mode full` reads them back as finished runs and writes the
 summary (a sweep started while `--one-run` processes work in the folder stops at once, and the other way round).
-How many processes fit is a matter of GPU memory and of the CPU cores that feed them (one process per core or two);
-`make bench ARGS="--device cuda"` measures one of them.
+`python -m course_lib gpu-campaign` (`course_lib.campaign`) does all of this in one command within a time budget:
+this benchmark on the GPU, then such a sweep in several worker processes. How many processes fit is a matter of GPU
+memory and of the CPU cores that feed them (one process per core or two); `make bench ARGS="--device cuda"` measures
+one of them.
 """
 
 from __future__ import annotations
@@ -128,18 +130,19 @@ def _write_torchvision_layout(folder: Path, splits: dict[str, tuple[torch.Tensor
     os.replace(tmp, folder)
 
 
-def textbook_cifar10(cache: Path, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], use_found: bool = True):
+def textbook_cifar10(cache: Path, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], use_found: bool = True,
+                     root: str | Path | None = None):
     """torchvision `CIFAR10` datasets (train with crop+flip, test plain) over a `cifar-10-batches-py` folder.
 
-    The folder is the one `data.locate_cifar` finds, when that is a torchvision folder, else one written once from
-    `splits` into `cache` (reused while its image count matches).
+    The folder is the one `data.locate_cifar` finds (searching `root` first), when that is a torchvision folder, else
+    one written once from `splits` into `cache` (reused while its image count matches).
 
     Returns:
         (train dataset, test dataset, the folder used).
     """
     from torchvision import transforms
 
-    found = data.locate_cifar("cifar10") if use_found else None
+    found = data.locate_cifar("cifar10", root) if use_found else None
     if found is not None and found.is_dir() and len(splits["train"][1]) == 50_000:
         root = found.parent
     else:
@@ -356,7 +359,7 @@ def posttrain_epoch(splits: dict, device: torch.device, steps: int, warmup: int)
 def run_bench(*, steps: int = 20, warmup: int = 3, device: str = "auto", compile: str = "auto",
               compile_mode: str | None = None, eval_images: int | None = None, sweep: bool = True,
               posttrain_steps: int = 20, subset: str | None = None, workers: int | None = None,
-              cache: str | Path = "runs/bench/cifar", uncompiled: bool = True,
+              cache: str | Path = "runs/bench/cifar", uncompiled: bool = True, data_dir: str | Path | None = None,
               log: Callable[[str], None] = print) -> dict:
     """Measure both loops on both networks, evaluation, and the two wall times; return the result dict.
 
@@ -373,6 +376,7 @@ def run_bench(*, steps: int = 20, warmup: int = 3, device: str = "auto", compile
         workers: DataLoader workers of the textbook loop (None: min(4, cpu count)).
         cache: folder for the torchvision layout written from the npz files.
         uncompiled: when the course loop compiles, also time it without compiling (reported, not in the ratio).
+        data_dir: a folder searched first for CIFAR-10 (any form `data.load_cifar` reads, a compact copy too).
         log: where progress lines go.
     """
     dev = config.select_device(device)
@@ -380,12 +384,12 @@ def run_bench(*, steps: int = 20, warmup: int = 3, device: str = "auto", compile
     pre_steps = experiments.cifar_config("cpu").pretrain_epochs * _STEPS_PER_EPOCH  # what `auto` decides for
     knobs = config.system_knobs(dev, steps=pre_steps)
     tcfg = bench_train_config(knobs, {"auto": None, "on": True, "off": False}[compile], compile_mode)
-    splits = {split: data.load_cifar("cifar10", split, subset=subset) for split in ("train", "test")}
+    splits = {split: data.load_cifar("cifar10", split, root=data_dir, subset=subset) for split in ("train", "test")}
     if eval_images is not None:
         splits_eval = tuple(t[:eval_images] for t in splits["test"])
     else:
         splits_eval = splits["test"]
-    tv_train, tv_test, tv_folder = textbook_cifar10(Path(cache), splits, use_found=subset is None)
+    tv_train, tv_test, tv_folder = textbook_cifar10(Path(cache), splits, use_found=subset is None, root=data_dir)
     if eval_images is not None:
         tv_test = torch.utils.data.Subset(tv_test, range(min(eval_images, len(tv_test))))
     tv_batches = _forever(textbook_loader(tv_train, tcfg.batch_size, dev, True, workers))

@@ -29,6 +29,7 @@ COMMANDS = {c.name: c for c in (
     Command("imagenet", "course_lib.imagenet", "RepVGG-A2 on ImageNet, also under torchrun (notebook 06)"),
     Command("reproduce", "course_lib.reproduce", "execute every notebook with papermill in one run mode"),
     Command("bench", "course_lib.bench", "the course's training loop against a textbook PyTorch loop"),
+    Command("gpu-campaign", "course_lib.campaign", "bench + a CIFAR-10 sweep on one GPU in a time budget, with pass/fail"),
     Command("envcheck", "course_lib.envcheck", "check this environment: packages, dot, widgets, device, data"),
     Command("notebook-meta", "course_lib.notebook_meta", "sync the notebooks' badges, Colab cells, README block"),
     Command("student", "course_lib.student", "generate the student copies (notebooks/student/) from the solutions"),

@@ -40,7 +40,7 @@ from .errors import ConfigError
 from .protocol import PRETRAIN, defines
 from .results import run_name
 
-__all__ = ["ExperimentConfig", "NETWORKS", "DATASETS", "cifar_config", "pretrain", "post_train", "sweep",
+__all__ = ["ExperimentConfig", "NETWORKS", "DATASETS", "cifar_config", "check_data", "pretrain", "post_train", "sweep",
            "load_post_trained", "main"]
 
 DATASETS = ("cifar10", "cifar100")
@@ -98,12 +98,37 @@ def cifar_config(mode: str = "auto", **overrides) -> ExperimentConfig:
 # Data and stages
 # ---------------------------------------------------------------------------------------------------------------------
 
+_SPLIT_SIZES = {"train": 50_000, "test": 10_000}  # CIFAR-10 and CIFAR-100 alike
+
+
 @functools.lru_cache(maxsize=4)
 def _read_split(dataset: str, split: str, data_dir: str | None, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """One read per process: every run of a sweep uses the same split (loaders never modify it). Only the first `n`
-    images are kept (a copy), so a small run does not hold the whole training set in memory."""
+    images are kept (a copy), so a small run does not hold the whole training set in memory.
+
+    Raises:
+        ConfigError: the data found hold fewer images than asked for (`n`, or the whole split when `n` is None),
+            e.g. a compact copy of part of CIFAR (`data.write_compact_cifar`): a run never silently uses fewer.
+    """
     images, labels = data.load_cifar(dataset, split, root=data_dir)
+    wanted = _SPLIT_SIZES[split] if n is None else n
+    if len(labels) < wanted:
+        field = "n_train" if split == "train" else "n_test"
+        raise ConfigError(f"{data.locate_cifar(dataset, data_dir)} holds {len(labels)} {dataset} {split} images, "
+                          f"the config asks for {wanted} ({field}={n}); set {field} <= {len(labels)} or give the "
+                          "whole dataset")
     return (images, labels) if n is None or n >= len(labels) else (images[:n].clone(), labels[:n].clone())
+
+
+def check_data(cfg: ExperimentConfig) -> None:
+    """Read the CIFAR splits `cfg` uses (once per process), so that missing or too few images fail with their clear
+    error before any work starts.
+
+    Raises:
+        DataNotFoundError: no CIFAR found. ConfigError: fewer images than `n_train`/`n_test` ask for.
+    """
+    for split, n in (("train", cfg.n_train), ("test", cfg.n_test)):
+        _read_split(cfg.dataset, split, cfg.data_dir, n)
 
 
 def _loaders(cfg: ExperimentConfig, seed: int, device: torch.device, channels_last: bool):

@@ -113,6 +113,26 @@ TABLES: dict[str, dict[str, dict]] = {
                     omegas=(0.005, 0.02, 0.08), seeds=(0, 1), num_workers=1, out_dir="runs/06_imagenet_cpu"),
         "full": dict(out_dir="runs/06_imagenet_full"),
     },
+    # The GPU campaign (`python -m course_lib gpu-campaign`, `course_lib.campaign`): its sweep is
+    # `experiments.cifar_config("full", ...)` with the ExperimentConfig fields below; bench_* and workers are the
+    # campaign's own settings. full: sized by arithmetic for about ten minutes on one large GPU, not measured (no GPU
+    # figure exists yet): RepVGG-A0 at full width on all 50,000 images, 3 independent start networks of 15 epochs, 3
+    # targets x 2 variants x 3 seeds = 18 runs of at most 10 linearization + 5 recovery epochs, about 190 epochs of
+    # 147 TFLOP (performance-notes §4), 4 runs at once. Wherever the budget ends it, the next call resumes.
+    # smoke: the same code at tiny size on the CPU (`--device cpu --tiny`, tests/test_campaign.py): 60 runs of 12
+    # steps an epoch, more than a minute's work on 2 cores (24 runs took 45 s on a busy 2-core machine), so that a
+    # one-minute budget stops it; slopes as fast as in notebook 04's smoke, so that targets are reached.
+    "gpu-campaign": {
+        "defaults": dict(arch="A0", width_mult=1.0, n_train=None, n_test=None, pretrain_epochs=15, posttrain_epochs=10,
+                         recovery_epochs=5, targets=(4.0, 10.0, 16.0), seeds=(0, 1, 2), bench_steps=50,
+                         bench_warmup=10, bench_eval_images=None, bench_compile="auto", workers=4),
+        "smoke": dict(width_mult=0.125, n_train=384, n_test=100, batch_size=32, eval_batch_size=100, pretrain_epochs=1,
+                      posttrain_epochs=1, recovery_epochs=1, targets=tuple(float(t) for t in range(12, 22)), slope_lr_mult=100.0,
+                      omega_start=0.02, control_every=2, omega_growth=1.3, bench_steps=2, bench_warmup=1,
+                      bench_eval_images=100, bench_compile="off", workers=2),
+        "cpu": {},
+        "full": {},
+    },
     # Notebook 06's own checks: the input size of its A2 checks (smoke: smaller, same maths) and the processes it
     # launches here (smoke and cpu run in the kernel: two torchrun workers would each load torch, over Binder's memory).
     "06_imagenet_repvgg_a2": {

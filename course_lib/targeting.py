@@ -51,8 +51,11 @@ def napl_weights(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)
 @torch.no_grad()
 def fast_napl(model: nn.Module, weights: list[float]) -> float:
     """NAPL from the frozen masks and `napl_weights`: Σ_l w_l · (nonlinear channels of l) / C_l."""
-    modules = linearize.prelu_modules(model)
-    return sum(w * m.nonlinear_mask().double().mean().item() for w, (_, m) in zip(weights, modules))
+    fractions = [m.nonlinear_mask().double().mean() for _, m in linearize.prelu_modules(model)]
+    if not fractions:
+        return 0.0
+    values = torch.stack(fractions).tolist()  # one read from the device, not one per layer (a GPU waits for each)
+    return sum(w * p for w, p in zip(weights, values))
 
 
 class NaplController:
@@ -99,9 +102,9 @@ class NaplController:
         napl = fast_napl(model, self.weights)
         candidates = []  # (distance to 1, module index, slope index)
         for i, m in enumerate(modules):
-            mask = linearize.freeze_candidates(m, self.freeze_tol)
-            for k in mask.nonzero().flatten().tolist():
-                candidates.append(((m.alpha[k] - 1).abs().item(), i, k))
+            index = linearize.freeze_candidates(m, self.freeze_tol).nonzero().flatten()
+            distances = (m.alpha[index] - 1).abs().tolist()  # one read per layer, not one per candidate slope
+            candidates += [(d, i, k) for d, k in zip(distances, index.tolist())]
         chosen = {i: torch.zeros_like(m.frozen) for i, m in enumerate(modules)}
         for _, i, k in sorted(candidates):
             m = modules[i]

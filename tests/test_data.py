@@ -130,3 +130,29 @@ def test_loader_shards_ranks_disjointly():
     seen = [torch.cat([y for _, y in loader]) for loader in ranks]
     assert len(set(seen[0].tolist()) & set(seen[1].tolist())) == 0
     assert len(seen[0]) == len(seen[1]) == 32
+
+
+def test_compact_copy_reads_like_the_set_it_was_written_from(tmp_path, data_dir):
+    import numpy as np
+
+    from course_lib import experiments
+    from course_lib.errors import ConfigError
+
+    path = data.write_compact_cifar(tmp_path, n_train=200, n_test=50, root=data_dir)
+    assert path.name == data.COMPACT_NAMES["cifar10"] and data.locate_cifar("cifar10", tmp_path) == path
+    x, y = data.load_cifar("cifar10", "train", root=tmp_path)
+    full_x, full_y = data.load_cifar("cifar10", "train", root=data_dir)
+    assert x.shape == (200, 3, 32, 32) and x.dtype == torch.uint8 and torch.equal(y, full_y[:200])
+    # The offline set was decoded from quality-75 JPEGs; re-encoding at quality 75 gives back nearly the same pixels.
+    assert (x.float() - full_x[:200].float()).abs().mean() < 1.0
+    assert data.load_cifar("cifar10", "test", root=tmp_path)[0].shape == (50, 3, 32, 32)
+    with pytest.raises(ConfigError, match="holds 200 cifar10 train images"):  # never silently fewer images
+        experiments.check_data(experiments.cifar_config("smoke", data_dir=str(tmp_path)))
+    experiments.check_data(experiments.cifar_config("smoke", data_dir=str(tmp_path), n_train=200, n_test=50))
+    with np.load(path) as stored:
+        arrays = dict(stored)
+    arrays["x_train_jpeg"][100] ^= 0xFF
+    (tmp_path / "bad").mkdir()
+    np.savez(tmp_path / "bad" / path.name, **arrays)
+    with pytest.raises(RuntimeError, match="corrupt"):
+        data.load_cifar("cifar10", "train", root=tmp_path / "bad")
