@@ -9,7 +9,6 @@ Python objects besides its weights (the official RepVGG training script's format
 
 import argparse
 import copy
-import pickle
 import shlex
 
 import pytest
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from course_lib import linearize, models, paths, theory
+from course_lib.data import DataCorruptError
 from course_lib.imagenet.checkpoints import CheckpointPickleError, load_checkpoint
 
 SHAPE = (1, 3, 16, 16)  # probe shape: channel counts do not depend on the spatial size
@@ -226,6 +226,6 @@ def test_checkpoint_with_a_pickled_config_gives_one_clear_error_and_a_working_co
     loaded = load_checkpoint(extracted)
     assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
     damaged = tmp_path / "damaged.pt"
-    damaged.write_bytes(b"\x80\x02garbage" * 10)  # not a refused object: the original error is kept
-    with pytest.raises(pickle.UnpicklingError):
+    damaged.write_bytes(b"\x80\x02garbage" * 10)  # not a refused object: a damaged file, said so (not the pickle hint)
+    with pytest.raises(DataCorruptError, match="does not read as a PyTorch file"):
         load_checkpoint(damaged)
