@@ -106,10 +106,12 @@ def test_tiny_campaign_stops_at_its_budget_then_resumes(tmp_path, data_dir):
         return proc, json.loads((out / "campaign.json").read_text())
 
     began = time.time()
-    proc, first = call(3.0)  # the budget counts the bench too: long enough that a run finishes in a full test run
-    assert time.time() - began < 180 + 10 + 90  # the budget, the workers' grace, starting and ending the process
-    assert first["wall_time_s"] <= 180 + 10 + 5
-    assert first["stopped_at_budget"] and first["sweep"]["unfinished"]  # 60 runs are more than 3 minutes' work
+    # 36 s, the bench included: on an idle 2-core machine about half of the 60 tiny runs finish in it (measured: 26 in
+    # a 30 s budget), under load fewer; either way some finish and some are left for the second call
+    proc, first = call(0.6)
+    assert time.time() - began < 36 + 10 + 90  # the budget, the workers' grace, starting and ending the process
+    assert first["wall_time_s"] <= 36 + 10 + 5
+    assert first["stopped_at_budget"] and first["sweep"]["unfinished"]  # 60 runs are more than 36 s of work
     prov = first["provenance"]
     assert prov["device"] == "cpu" and prov["torch"] == torch.__version__ and "git_commit" in prov
     assert {"gpu_properties", "driver", "nvidia_smi", "torch_cuda", "cudnn"} <= set(prov)
