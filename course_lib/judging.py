@@ -13,6 +13,8 @@ restates a rule. The rules are ours where the paper is silent:
   single pair there is no interval. *Clear* means the interval excludes 0.
 - *Informative NAPL range*: a target tells something about depth only when it is below the unlinearized net's NAPL by
   more than `UNLINEARIZED_MARGIN` and above `NEAR_LINEAR_NAPL` (there both variants are the same linear map).
+- *A rise*: accuracy rising as NAPL falls means, per seed, the accuracy at a target minus that at the next higher
+  target of the same variant, read with the same paired interval: a clear rise excludes 0 from above.
 - *Who may judge*: `smoke` runs test the code, never a claim; fewer than 2 independent pairs cannot judge.
 - *Verdicts*: reproduced, not reproduced, inconclusive, illustrated (holds by construction or demonstrates theory),
   not run. A clearly reversed gap is "not reproduced", never "partly". Every verdict names its scale.
@@ -31,7 +33,8 @@ from .results import run_name_of
 
 __all__ = ["VERDICTS", "MODE_RANK", "NEAR_LINEAR_NAPL", "UNLINEARIZED_MARGIN", "LEVEL", "MOMENTS", "can_judge",
            "informative_range", "is_informative", "n_seeds", "paired_interval", "clarity", "informative_gaps",
-           "describe_gaps", "summarize", "format_runs", "matched_pair", "mean_gap", "gap_reading", "scale", "verdict"]
+           "describe_gaps", "summarize", "format_runs", "matched_pair", "mean_gap", "gap_reading", "rise_at",
+           "scale", "verdict"]
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "illustrated", "not run")
 MODE_RANK = {"full": 2, "cpu": 1, "smoke": 0}  # larger scale first; rank 0 never judges
@@ -212,6 +215,30 @@ def gap_reading(gaps: list[Mapping]) -> tuple[str, str]:
         return "reproduced", (f"channel-wise is clearly ahead at {ahead} of {len(gaps)} targets; no interval "
                               "favours layer-wise")
     return "inconclusive", f"every interval ({len(gaps)} targets) holds 0"
+
+
+def rise_at(runs: Iterable[Mapping], napl: float, granularity: str = "channel", moment: str = "recovered") -> dict:
+    """Whether accuracy *rises* as NAPL falls to `napl`: per seed, the accuracy at the target nearest `napl` minus the
+    accuracy at the next higher target (same variant, same start), with its paired interval.
+
+    Returns {"target", "above", "interval", "clear"}; "clear" is +1 for a clear rise, -1 for a clear fall, 0 when
+    the interval holds 0 or there is none; target and above are None when the runs have no such pair of targets.
+    Only targeted runs that reached their target and did not diverge count.
+    """
+    if moment not in MOMENTS:
+        raise ValueError(f"unknown moment {moment!r}; choose one of {MOMENTS}")
+    key = "test_accuracy" if moment == "recovered" else "test_accuracy_linearized"
+    ok = [r for r in runs if r.get("granularity") == granularity and r.get("target") is not None
+          and r.get("reached") is not False and not r.get("diverged")]
+    targets = sorted({r["target"] for r in ok})
+    if len(targets) < 2:
+        return {"target": None, "above": None, "interval": paired_interval([]), "clear": 0}
+    target = min(targets[:-1], key=lambda t: (abs(t - napl), t))
+    above = targets[targets.index(target) + 1]
+    at = {r["seed"]: r.get(key, r["test_accuracy"]) for r in ok if r["target"] == target}
+    higher = {r["seed"]: r.get(key, r["test_accuracy"]) for r in ok if r["target"] == above}
+    interval = paired_interval(at[s] - higher[s] for s in sorted(at) if s in higher)
+    return {"target": target, "above": above, "interval": interval, "clear": clarity(interval)}
 
 
 def scale(summary: Mapping) -> str:

@@ -135,3 +135,35 @@ def test_markdown_table_has_one_row_per_claim():
     findings = claims.assess([])
     assert claims.to_markdown(findings).count("\n") == len(findings) + 1
     assert _finding(findings, "Channel-wise linearization adds").measured.count("7,808") == 1
+
+
+def _channel_runs(accuracies: dict[float, list[float]]) -> list[dict]:
+    """Channel-wise targeted runs: the given test accuracy per target and seed."""
+    return [{"granularity": "channel", "seed": seed, "target": target, "napl": target, "reached": True,
+             "test_accuracy": acc, "test_accuracy_linearized": acc, "config": CONFIG}
+            for target, per_seed in accuracies.items() for seed, acc in enumerate(per_seed)]
+
+
+def test_rise_compares_each_seed_with_the_next_higher_target():
+    runs = _channel_runs({2.0: [0.40, 0.41, 0.42], 3.0: [0.52, 0.53, 0.55], 4.0: [0.50, 0.50, 0.51]})
+    rise = judging.rise_at(runs, 3.0)
+    assert (rise["target"], rise["above"]) == (3.0, 4.0)
+    assert rise["interval"]["diffs"] == pytest.approx([0.02, 0.03, 0.04])
+    half = T_975[2] * 0.01 / 3 ** 0.5  # diffs 0.02, 0.03, 0.04: sd 0.01
+    assert rise["interval"]["low"] == pytest.approx(0.03 - half) and rise["clear"] == 1
+    fall = judging.rise_at(_channel_runs({3.0: [0.40, 0.41, 0.42], 5.0: [0.50, 0.52, 0.51]}), 3.0)
+    assert (fall["target"], fall["above"], fall["clear"]) == (3.0, 5.0, -1)
+    assert judging.rise_at(_channel_runs({3.0: [0.5, 0.5]}), 3.0)["target"] is None  # no higher target
+
+
+def test_cifar100_claims_read_only_their_napl_window_and_the_rise():
+    gaps = {4.0: [0.02, 0.03, 0.025], 14.0: [-0.02, -0.03, -0.025]}  # clear at 4, clearly reversed at 14
+    runs = _runs(gaps) + _channel_runs({3.0: [0.7, 0.71, 0.72]})
+    ev = claims.Evidence("cifar100", "repvgg", "cpu", "cifar100_cpu", judging.summarize(runs, _starts()), runs)
+    findings = claims.assess([ev])
+    window = _finding(findings, "CIFAR-100: channel-wise is clearly better at NAPL 3–5")
+    assert window.verdict == "reproduced" and "NAPL 3–5" in window.measured and "NAPL 14" not in window.measured
+    rise = _finding(findings, "CIFAR-100: accuracy rises")
+    # channel accuracy at 3 (0.70, 0.71, 0.72) minus at 4 (0.62, 0.63, 0.625): a clear rise
+    assert rise.verdict == "reproduced" and "NAPL 3 minus at NAPL 4" in rise.measured
+    assert _finding(claims.assess([]), "CIFAR-100: accuracy rises").verdict == "not run"
