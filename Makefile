@@ -28,7 +28,7 @@ dot:
 # in tests/test_student.py, so nbval skips them.
 test: $(STAMP) dot chromium
 	COURSE_RUN_MODE=smoke $(BIN)/python -m pytest -q tests notebooks --ignore=notebooks/student --nbval-lax \
-	  --nbval-current-env -p no:cacheprovider
+	  --nbval-current-env -p no:cacheprovider --durations=25
 
 # Headless Chromium for the browser tests (tests/test_browser_widgets.py, tests/test_site.py), installed like `dot`:
 # Debian's package with apt when we are root; otherwise we say how, and those tests skip with that reason.

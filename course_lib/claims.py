@@ -2,7 +2,7 @@
 
 The claims are those of `paper-notes` §5 and §6 (from the abstract and secondary summaries; the paper's figures were
 not available). The evidence is whatever sweeps exist: the committed references under `data/reference/` (a folder
-per sweep with every run's result file; older single-file fixed-ω records are read as curves) and any sweep folder
+per sweep with every run's result file) and any sweep folder
 under `runs/`. For each (dataset, network) the evidence that can judge is used: targeted runs (paired gaps at exactly
 matched NAPL) at the largest scale; `smoke` runs never judge.
 
@@ -24,9 +24,10 @@ import torch
 from . import judging, linearize, models, protocol, theory
 from .judging import VERDICTS, describe_gaps, informative_gaps
 from .paths import histogram_moments
-from .results import REFERENCE_DIR, read_json
+from .results import REFERENCE_DIR
 
-__all__ = ["Evidence", "Finding", "VERDICTS", "collect_evidence", "assess", "ablation_reading", "to_markdown"]
+__all__ = ["Evidence", "Finding", "VERDICTS", "CIFAR100_GAP_WINDOW", "RISE_NAPL", "collect_evidence", "assess",
+           "ablation_reading", "cifar100_coverage", "to_markdown"]
 
 
 CIFAR100_GAP_WINDOW = (3.0, 5.0)  # the NAPL range of the paper's CIFAR-100 gap claim
@@ -84,7 +85,7 @@ def _evidence(starts: list[dict], runs: list[dict], source: Path) -> Evidence:
 
 
 def collect_evidence(reference_dir: str | Path = REFERENCE_DIR, runs_dir: str | Path | None = None) -> list[Evidence]:
-    """Read every reference (folders and single-file records) and every sweep folder under `runs_dir` (two levels)."""
+    """Read every reference sweep folder and every sweep folder under `runs_dir` (two levels)."""
     found = []
     reference_dir = Path(reference_dir)
     folders = [p for p in sorted(reference_dir.glob("*")) if (p / "pretrain").is_dir()]
@@ -95,11 +96,6 @@ def collect_evidence(reference_dir: str | Path = REFERENCE_DIR, runs_dir: str | 
         starts, runs = protocol.load_results(folder)
         if runs:
             found.append(_evidence(starts, runs, folder))
-    for path in sorted(reference_dir.glob("*.json")):  # a fixed-ω record of an earlier protocol: curves only
-        record = read_json(path)
-        if record.get("runs") and record.get("config"):
-            runs = [{**r, "config": record["config"]} for r in record["runs"]]
-            found.append(_evidence([record["pretrain"]], runs, path))
     return found
 
 
@@ -189,6 +185,15 @@ def _rise(evidence: list[Evidence]) -> Finding:
                 f"after recovery: {100 * i['mean']:+.1f} points {shown} over {i['n']} nets; the loss-landscape "
                 "explanation is not measured")
     return Finding(claim, "[S]", measured, verdict, ev.source, judging.scale(ev.summary))
+
+
+def cifar100_coverage(targets: Iterable[float]) -> dict:
+    """Which targets of a sweep the two CIFAR-100 claims would read: those in `CIFAR100_GAP_WINDOW` (the gap claim)
+    and the pair (target nearest `RISE_NAPL`, next higher target) of the rise claim; "ready" when both exist."""
+    targets = sorted({float(t) for t in targets})
+    window = [t for t in targets if CIFAR100_GAP_WINDOW[0] <= t <= CIFAR100_GAP_WINDOW[1]]
+    rise = judging.rise_targets(targets, RISE_NAPL)
+    return {"gap_window": window, "rise_pair": rise, "ready": bool(window) and rise is not None}
 
 
 def _ordering(evidence: list[Evidence]) -> Finding:

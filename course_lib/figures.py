@@ -93,14 +93,12 @@ def pixels(png: Path | bytes) -> np.ndarray:
 
 
 def load_summary(reference: Path = MAIN_REFERENCE) -> dict[str, Any]:
-    """The summary of a reference: a sweep folder (summarized anew from its files) or a single-file record."""
-    if reference.is_dir():
-        return judging.summarize(*reversed(protocol.load_results(reference)))
-    return json.loads(reference.read_text())["summary"]
+    """The summary of a reference sweep folder, summarized anew from its files."""
+    return judging.summarize(*reversed(protocol.load_results(reference)))
 
 
 def _source(reference: Path) -> str:
-    return reference.relative_to(ROOT).as_posix() + ("/" if reference.is_dir() else "")
+    return reference.relative_to(ROOT).as_posix() + "/"
 
 
 def write(path: Path = README_FIGURE, reference: Path = MAIN_REFERENCE) -> Path:

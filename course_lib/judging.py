@@ -13,8 +13,9 @@ restates a rule. The rules are ours where the paper is silent:
   single pair there is no interval. *Clear* means the interval excludes 0.
 - *Informative NAPL range*: a target tells something about depth only when it is below the unlinearized net's NAPL by
   more than `UNLINEARIZED_MARGIN` and above `NEAR_LINEAR_NAPL` (there both variants are the same linear map).
-- *A rise*: accuracy rising as NAPL falls means, per seed, the accuracy at a target minus that at the next higher
-  target of the same variant, read with the same paired interval: a clear rise excludes 0 from above.
+- *A rise*: accuracy rising as NAPL falls to x means, per seed, the accuracy at the target nearest x (within
+  `RISE_WITHIN`) minus that at the next higher target of the same variant, read with the same paired interval: a
+  clear rise has an interval above 0.
 - *Who may judge*: `smoke` runs test the code, never a claim; fewer than 2 independent pairs cannot judge.
 - *Verdicts*: reproduced, not reproduced, inconclusive, illustrated (holds by construction or demonstrates theory),
   not run. A clearly reversed gap is "not reproduced", never "partly". Every verdict names its scale.
@@ -31,16 +32,17 @@ import torch
 
 from .results import run_name_of
 
-__all__ = ["VERDICTS", "MODE_RANK", "NEAR_LINEAR_NAPL", "UNLINEARIZED_MARGIN", "LEVEL", "MOMENTS", "can_judge",
+__all__ = ["VERDICTS", "MODE_RANK", "NEAR_LINEAR_NAPL", "UNLINEARIZED_MARGIN", "LEVEL", "RISE_WITHIN", "MOMENTS", "can_judge",
            "informative_range", "is_informative", "n_seeds", "paired_interval", "clarity", "informative_gaps",
-           "describe_gaps", "summarize", "format_runs", "matched_pair", "mean_gap", "gap_reading", "rise_at",
-           "scale", "verdict"]
+           "describe_gaps", "summarize", "format_runs", "matched_pair", "mean_gap", "gap_reading",
+           "rise_targets", "rise_at", "scale", "verdict"]
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "illustrated", "not run")
 MODE_RANK = {"full": 2, "cpu": 1, "smoke": 0}  # larger scale first; rank 0 never judges
 NEAR_LINEAR_NAPL = 0.5
 UNLINEARIZED_MARGIN = 0.5
 LEVEL = 0.95  # of every interval
+RISE_WITHIN = 0.5  # a rise "at NAPL x" is read at a target no farther than this from x
 MOMENTS = ("linearized", "recovered")  # when a gap is read: end of linearization, after the recovery phase
 
 
@@ -217,6 +219,17 @@ def gap_reading(gaps: list[Mapping]) -> tuple[str, str]:
     return "inconclusive", f"every interval ({len(gaps)} targets) holds 0"
 
 
+def rise_targets(targets: Iterable[float], napl: float, within: float = RISE_WITHIN) -> tuple[float, float] | None:
+    """The two targets a rise at `napl` is read from: the target nearest `napl` that has a higher one, and that next
+    higher target; None when no such target lies within `within` of `napl`."""
+    targets = sorted({float(t) for t in targets})
+    candidates = [t for t in targets[:-1] if abs(t - napl) <= within]
+    if not candidates:
+        return None
+    near = min(candidates, key=lambda t: (abs(t - napl), t))
+    return near, targets[targets.index(near) + 1]
+
+
 def rise_at(runs: Iterable[Mapping], napl: float, granularity: str = "channel", moment: str = "recovered") -> dict:
     """Whether accuracy *rises* as NAPL falls to `napl`: per seed, the accuracy at the target nearest `napl` minus the
     accuracy at the next higher target (same variant, same start), with its paired interval.
@@ -230,11 +243,10 @@ def rise_at(runs: Iterable[Mapping], napl: float, granularity: str = "channel", 
     key = "test_accuracy" if moment == "recovered" else "test_accuracy_linearized"
     ok = [r for r in runs if r.get("granularity") == granularity and r.get("target") is not None
           and r.get("reached") is not False and not r.get("diverged")]
-    targets = sorted({r["target"] for r in ok})
-    if len(targets) < 2:
+    pair = rise_targets({r["target"] for r in ok}, napl)
+    if pair is None:
         return {"target": None, "above": None, "interval": paired_interval([]), "clear": 0}
-    target = min(targets[:-1], key=lambda t: (abs(t - napl), t))
-    above = targets[targets.index(target) + 1]
+    target, above = pair
     at = {r["seed"]: r.get(key, r["test_accuracy"]) for r in ok if r["target"] == target}
     higher = {r["seed"]: r.get(key, r["test_accuracy"]) for r in ok if r["target"] == above}
     interval = paired_interval(at[s] - higher[s] for s in sorted(at) if s in higher)

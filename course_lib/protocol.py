@@ -29,7 +29,7 @@ from .results import REFERENCE_DIR, git_commit, provenance, read_json, run_name,
 __all__ = ["PRETRAIN", "POSTTRAIN", "STAGES", "defines", "setting", "ProtocolConfig", "build_config", "parse_value",
            "parse_overrides", "parse_one_run", "reuse_if_same", "start_dir", "start_seed", "stored_pretrain", "stored_run", "device_and_knobs",
            "per_process_batch", "stage_record", "store_start_network", "linearize_and_record", "wait_for_rank0",
-           "grid", "sweep", "load_results", "export_reference", "reference_summary", "reference_wall_time", "reference_matches",
+           "grid", "plan", "sweep", "load_results", "export_reference", "reference_summary", "reference_wall_time", "reference_matches",
            "use_reference"]
 
 PRETRAIN, POSTTRAIN = "pretrain", "posttrain"
@@ -425,6 +425,16 @@ def grid(cfg: ProtocolConfig) -> list[tuple[str, int, float | None, float | None
     """Every run of a sweep as (granularity, seed, omega, target): the targets first, then the fixed ω."""
     runs = [(g, s, None, t) for t in cfg.targets for s in cfg.seeds for g in cfg.granularities]
     return runs + [(g, s, w, None) for w in cfg.omegas for s in cfg.seeds for g in cfg.granularities]
+
+
+def plan(cfg: ProtocolConfig) -> dict:
+    """What a sweep of `cfg` will train: start networks, post-training runs and an upper bound on the passes over the
+    training set (each run linearizes at most `posttrain_epochs`, then recovers for `recovery_epochs`)."""
+    starts = len(cfg.seeds) if cfg.independent_starts else 1
+    runs = len(grid(cfg))
+    return {"starts": starts, "runs": runs, "pretrain_epochs": cfg.pretrain_epochs,
+            "max_epochs_per_run": cfg.posttrain_epochs + cfg.recovery_epochs,
+            "max_passes": starts * cfg.pretrain_epochs + runs * (cfg.posttrain_epochs + cfg.recovery_epochs)}
 
 
 def sweep(cfg: ProtocolConfig, pretrain: Callable[..., dict], post_train: Callable[..., dict],

@@ -115,9 +115,9 @@ def _reference_page(src: Path) -> None:
              "provenance: git commit, versions, device, wall time). Notebooks 04 and 05 show them in `cpu` mode, and",
              "notebook 07 judges every claim of the paper with them. Each figure is drawn from its sweep's summary by",
              "`course_lib.viz.plot_accuracy_vs_napl` (after the recovery phase); error bars are ± one standard",
-             "deviation over the independent nets. Earlier fixed-ω records (`*_fixed_omega.json`) are listed last.", ""]
+             "deviation over the independent nets.", ""]
     (src / "_generated").mkdir(exist_ok=True)
-    references = [p for p in sorted(REFERENCE_DIR.iterdir()) if p.is_dir()] + sorted(REFERENCE_DIR.glob("*.json"))
+    references = [p for p in sorted(REFERENCE_DIR.iterdir()) if (p / "pretrain").is_dir()]
     for reference in references:
         summary = figures.load_summary(reference)
         source = f"data/reference/{reference.name}" + ("/" if reference.is_dir() else "")

@@ -167,3 +167,22 @@ def test_cifar100_claims_read_only_their_napl_window_and_the_rise():
     # channel accuracy at 3 (0.70, 0.71, 0.72) minus at 4 (0.62, 0.63, 0.625): a clear rise
     assert rise.verdict == "reproduced" and "NAPL 3 minus at NAPL 4" in rise.measured
     assert _finding(claims.assess([]), "CIFAR-100: accuracy rises").verdict == "not run"
+
+
+def test_the_full_profile_can_judge_both_cifar100_claims():
+    from course_lib import experiments, protocol
+
+    cfg = experiments.cifar_config("full", dataset="cifar100")
+    coverage = claims.cifar100_coverage(cfg.targets)
+    assert coverage["ready"] and coverage["gap_window"] == [3.0, 4.0, 5.0] and coverage["rise_pair"] == (3.0, 4.0)
+    assert cfg.posttrain_epochs == 60 and len(cfg.seeds) >= 3  # the paper's CIFAR-100 post-training length
+    plan = protocol.plan(cfg)
+    assert plan["runs"] == len(cfg.targets) * len(cfg.seeds) * 2 and plan["starts"] == len(cfg.seeds)
+    assert plan["max_passes"] == 3 * cfg.pretrain_epochs + plan["runs"] * (60 + cfg.recovery_epochs)
+    assert not claims.cifar100_coverage([8.0, 14.0])["ready"] and claims.cifar100_coverage([])["rise_pair"] is None
+
+
+def test_a_rise_is_read_only_near_its_napl():
+    assert judging.rise_targets([2.0, 4.0, 8.0], 3.0) is None  # 2 and 4 are farther than RISE_WITHIN from 3
+    assert judging.rise_targets([2.5, 4.0], 3.0) == (2.5, 4.0)
+    assert judging.rise_targets([3.0], 3.0) is None  # no higher target
