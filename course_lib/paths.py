@@ -479,13 +479,20 @@ def activation_layers(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32
     return layers
 
 
-def histogram_moments(dist: torch.Tensor | list[float]) -> tuple[float, float]:
-    """Mean and standard deviation of a path-length distribution (probabilities of lengths 0, 1, ...).
+def histogram_moments(dist: torch.Tensor | list[float],
+                      skewness: bool = False) -> tuple[float, float] | tuple[float, float, float]:
+    """Mean and standard deviation of a path-length distribution (probabilities of lengths 0, 1, ...), and with
+    `skewness=True` also its skewness E[(k − mean)³]/std³ (NaN for a single spike, whose std is 0).
 
     The mean is the NAPL; the standard deviation says how *variable* the depth is (0 for a fixed-depth net,
-    √n/2 for n residual blocks of one nonlinearity each, Veit et al.'s Binomial(n, ½)).
+    √n/2 for n residual blocks of one nonlinearity each, Veit et al.'s Binomial(n, ½)); the skewness says which side
+    has the longer tail (0 for Binomial(n, ½), (1 − 2p)/√(np(1 − p)) for Binomial(n, p)).
     """
     d = torch.as_tensor(dist, dtype=torch.float64)
     k = torch.arange(len(d), dtype=torch.float64)
     mean = (k * d).sum() / d.sum()
-    return mean.item(), (((k - mean) ** 2 * d).sum() / d.sum()).sqrt().item()
+    std = (((k - mean) ** 2 * d).sum() / d.sum()).sqrt()
+    if not skewness:
+        return mean.item(), std.item()
+    third = ((k - mean) ** 3 * d).sum() / d.sum()
+    return mean.item(), std.item(), (third / std**3).item() if std > 1e-9 else math.nan
