@@ -93,3 +93,24 @@ def test_write_and_load_a_comparison_and_the_command_line(tmp_path, capsys):
     assert cli.main(["histograms", "--name", "no-such-reference"]) == 2
     assert "no reference sweep" in capsys.readouterr().err
     assert cli.main(["histograms", "--from", str(tmp_path / "empty"), "--name", "x"]) == 2
+
+
+def _close(a, b) -> bool:
+    """Nested dicts and lists equal, floats up to 1e-12."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+    return a == b
+
+
+def test_the_stored_napl_14_5_comparison_matches_its_runs():
+    stored = histograms.load_depth_comparison("cifar10_cpu_napl14.5")
+    fresh = histograms.depth_comparison("cifar10_cpu_napl14.5")
+    assert stored["target"] == 14.5 and stored["resnet_napl"] == pytest.approx(14.5)
+    assert stored["provenance"]["git_commit"] and "+dirty" not in stored["provenance"]["git_commit"]
+    for key in ("per_seed", "intervals", "resnet_moments", "resnet_histogram", "runs", "scale"):
+        assert _close(stored[key], fresh[key]), key
+    assert len(stored["per_seed"]) == 3
