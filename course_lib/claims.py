@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from . import judging, linearize, models, protocol, theory
+from .histograms import total_variation
 from .judging import VERDICTS, describe_gaps, informative_gaps
 from .paths import histogram_moments
 from .results import REFERENCE_DIR
@@ -271,9 +272,7 @@ def _tv_to_binomial(dist: list[float], n_layers: int) -> float:
     mean = sum(k * p for k, p in enumerate(dist))
     q = min(max(mean / n_layers, 0.0), 1.0)
     binom = [math.comb(n_layers, k) * q ** k * (1 - q) ** (n_layers - k) for k in range(n_layers + 1)]
-    length = max(len(dist), len(binom))
-    padded = [(dist[k] if k < len(dist) else 0.0, binom[k] if k < len(binom) else 0.0) for k in range(length)]
-    return 0.5 * sum(abs(a - b) for a, b in padded)
+    return total_variation(dist, binom)
 
 
 @functools.cache  # builds RepVGG-A2 twice: a few seconds

@@ -35,6 +35,7 @@ COMMANDS = {c.name: c for c in (
     Command("student", "course_lib.student", "generate the student copies (notebooks/student/) from the solutions"),
     Command("report", "course_lib.report", "the README's results block, from the stored references"),
     Command("figures", "course_lib.figures", "the README's main-result figure, from the stored reference"),
+    Command("histograms", "course_lib.histograms", "path-length histograms of extracted nets vs a ResNet (notebook 03)"),
     Command("site", "course_lib.website", "build the course website from the notebooks executed in smoke mode"),
 )}
 PROG = "python -m course_lib"

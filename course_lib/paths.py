@@ -10,7 +10,11 @@ starting from δ₀ at the input:
 - every other op (conv, BN, pooling, linear, flatten, slicing, padding, scaling by a constant, ...) adds 0.
 
 Two measures differ only in the junction weights. The *normalized* measure (NAPL, 2506.14386) picks each of the k
-summands of an addition with probability 1/k and a concatenated input in proportion to its channels. The
+summands of an addition with probability 1/k and a concatenated input in proportion to its channels. At an addition
+whose summand is zero-padded along the channels (the option-A shortcut of a CIFAR ResNet where the width doubles),
+the course keeps 1/k per summand (`junction="summand"`, the walk picks a summand first: ResNet-20/56 NAPL 14.5/41.5);
+`junction="channel"` lets the walk pick a channel first and then one of the summands that carry a path there, so a
+zero-padded channel of the shortcut carries none (15.0/42.0; NAPL = 3(6n + 2)/4 against 3(6n + 2)/4 − 1/2). The
 *unnormalized* one (APL, 2211.17180) counts every path once, so each input weighs in proportion to its path count;
 counts are multiplied by the fan-out of each weight layer (Conv, Linear) and kept in log space so deep nets do not
 overflow. Symbols: `napl` = normalized average path length, `apl` = unnormalized average path length.
@@ -32,8 +36,12 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-__all__ = ["ActivationInfo", "activation_layers", "path_length_distribution", "path_counts", "napl", "napl_reader", "apl",
-           "histogram_moments"]
+from .errors import ConfigError
+
+__all__ = ["ActivationInfo", "JUNCTIONS", "activation_layers", "path_length_distribution", "path_counts", "napl",
+           "napl_reader", "apl", "histogram_moments"]
+
+JUNCTIONS = ("summand", "channel")  # how the normalized walk crosses an addition with zero-padded channels
 
 # Elementwise nonlinearities that count as fully nonlinear (p = 1) in every channel. Ours: the papers only use
 # (P)ReLU; we count any other elementwise activation (GELU, Tanh, ...) the same way. Max-pooling and softmax are not
@@ -198,11 +206,20 @@ def _mix(parts: list[_Paths], weights: list[float] | None) -> _Paths:
     return _Paths(dist, float(log_total))
 
 
-def _junction(node: fx.Node, values: dict[fx.Node, _Paths], normalized: bool) -> _Paths:
+def _junction(node: fx.Node, values: dict[fx.Node, _Paths], normalized: bool,
+              live: dict[fx.Node, torch.Tensor] | None = None) -> tuple[_Paths, torch.Tensor | None]:
+    """The junction's paths, and (with `live`, the channel-first walk) which of its output channels carry a path."""
     if _is_add(node):
         inputs = _summands(node, values)
-        weights = [1.0] * len(inputs) if normalized else None  # Paper: each summand of x + f(x) w.p. 1/2
-        return _mix([values[n] for n in inputs], weights)
+        if live is None or not any(n in live for n in inputs):
+            weights = [1.0] * len(inputs) if normalized else None  # Paper: each summand of x + f(x) w.p. 1/2
+            return _mix([values[n] for n in inputs], weights), None
+        masks = _live_masks(node, inputs, live)  # (k, C): summand i carries a path in channel c
+        carriers = masks.sum(0)  # (C,) summands that carry each channel
+        out = carriers > 0
+        # Ours (junction="channel"): a uniform live output channel, then one of the summands that carry it
+        weights = (masks[:, out] / carriers[out]).sum(1).tolist()
+        return _mix([values[n] for n in inputs], weights), None if out.all() else out
     tensors = node.args[0] if node.args else node.kwargs["tensors"]
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
     ndim = len(node.meta["tensor_meta"].shape)
@@ -211,15 +228,65 @@ def _junction(node: fx.Node, values: dict[fx.Node, _Paths], normalized: bool) ->
             f"paths: {node.target.__name__} along dim {dim} (node {node.name!r}); only channel concatenation "
             "(dim 1) is supported")
     inputs = _path_inputs(tensors, values)
-    weights = [float(_channels(n)) for n in inputs] if normalized else None  # a uniform channel of the output
-    return _mix([values[n] for n in inputs], weights)
+    if live is None or not any(n in live for n in inputs):
+        weights = [float(_channels(n)) for n in inputs] if normalized else None  # a uniform channel of the output
+        return _mix([values[n] for n in inputs], weights), None
+    masks = [live.get(n, torch.ones(_channels(n), dtype=torch.bool)) for n in inputs]
+    out = torch.cat(masks)
+    return _mix([values[n] for n in inputs], [float(m.sum()) for m in masks]), None if out.all() else out
 
 
-def _propagate(gm: fx.GraphModule, normalized: bool) -> _Paths:
+def _live_masks(node: fx.Node, inputs: list[fx.Node], live: dict[fx.Node, torch.Tensor]) -> torch.Tensor:
+    """(k, C) bool: which output channels of an addition each summand carries a path to (a summand of one channel
+    is broadcast to all)."""
+    channels = _channels(node)
+    rows = []
+    for n in inputs:
+        mask = live.get(n, torch.ones(_channels(n), dtype=torch.bool))
+        if len(mask) not in (1, channels):
+            raise NotImplementedError(f"paths: addition {node.name!r} of {len(mask)} and {channels} channels")
+        rows.append(mask.expand(channels))
+    return torch.stack(rows).to(torch.float64)
+
+
+def _channel_pad(node: fx.Node) -> tuple[int, int] | None:
+    """(before, after): the channels that an `F.pad` node adds along dim 1, or None for any other node."""
+    if node.op != "call_function" or node.target is not F.pad:
+        return None
+    pad = node.args[1] if len(node.args) > 1 else node.kwargs["pad"]
+    i = 2 * (len(node.meta["tensor_meta"].shape) - 2)  # F.pad lists (before, after) from the last dim back to dim 1
+    return (int(pad[i]), int(pad[i + 1])) if len(pad) >= i + 2 else None
+
+
+def _live_after(node: fx.Node, source: fx.Node, live: dict[fx.Node, torch.Tensor],
+                modules: dict[str, nn.Module]) -> torch.Tensor | None:
+    """Which channels of a one-input node carry a path, or None for all: zero padding adds channels without one, a
+    dense layer (Linear, an ungrouped conv) gives every output channel one, channel-wise ops keep the mask."""
+    pad, mask = _channel_pad(node), live.get(source)
+    if pad is not None:
+        if min(pad) < 0:
+            raise NotImplementedError(f"paths: F.pad {node.name!r} crops channels; only zero padding is supported")
+        inner = mask if mask is not None else torch.ones(_channels(source), dtype=torch.bool)
+        return torch.cat([torch.zeros(pad[0], dtype=torch.bool), inner, torch.zeros(pad[1], dtype=torch.bool)])
+    if mask is None:
+        return None
+    m = modules.get(node.target) if node.op == "call_module" else None
+    if isinstance(m, nn.Linear) or (node.op == "call_function" and node.target is F.linear) or (
+            isinstance(m, nn.modules.conv._ConvNd) and m.groups == 1):
+        return None
+    if _channels(node) != len(mask) or isinstance(m, nn.modules.conv._ConvNd) or node.target in _CONV_FUNCTIONS:
+        raise NotImplementedError(f"paths: {_op_name(node, modules)} (node {node.name!r}) after zero-padded channels; "
+                                  'junction="channel" supports channel-wise ops, dense layers and additions there')
+    return mask
+
+
+def _propagate(gm: fx.GraphModule, normalized: bool, junction: str = "summand") -> _Paths:
     """Carry `_Paths` from the (first) input placeholder to the output of a shape-propagated graph."""
     modules = dict(gm.named_modules())
     max_length = sum(_activation_fraction(n, modules) is not None for n in gm.graph.nodes)
     values: dict[fx.Node, _Paths] = {}
+    # junction="channel": the channels of a node that carry no path (zero padding), where some do not
+    live: dict[fx.Node, torch.Tensor] | None = {} if normalized and junction == "channel" else None
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             if not values and _is_tensor(node):  # δ₀; a path starts at one of the input channels
@@ -235,7 +302,9 @@ def _propagate(gm: fx.GraphModule, normalized: bool) -> _Paths:
         if not inputs or not _is_tensor(node):  # constants, parameters, shapes: no path from the input
             continue
         if _is_add(node) or _is_cat(node):
-            values[node] = _junction(node, values, normalized)
+            values[node], mask = _junction(node, values, normalized, live)
+            if mask is not None:
+                live[node] = mask
             continue
         if len(inputs) > 1:
             raise NotImplementedError(
@@ -246,7 +315,15 @@ def _propagate(gm: fx.GraphModule, normalized: bool) -> _Paths:
         if p is not None:
             dist = (1.0 - p) * dist + p * _shift(dist)  # the path meets a nonlinear channel w.p. p
         values[node] = _Paths(dist, log_count + math.log(_fan_out(node, modules)))
+        if live is not None and (mask := _live_after(node, inputs[0], live, modules)) is not None:
+            live[node] = mask
     raise ValueError("paths: the traced graph has no output node")
+
+
+def _check_junction(junction: str) -> str:
+    if junction not in JUNCTIONS:
+        raise ConfigError(f"unknown junction {junction!r}; choose one of {list(JUNCTIONS)}")
+    return junction
 
 
 def _trim(dist: torch.Tensor) -> torch.Tensor:
@@ -262,6 +339,7 @@ def path_length_distribution(
     model: nn.Module,
     input_shape: tuple[int, ...] = (1, 3, 32, 32),
     normalized: bool = True,
+    junction: str = "summand",
 ) -> torch.Tensor:
     """Exact distribution of the number of nonlinear units met on a path from the input to the output.
 
@@ -274,6 +352,11 @@ def path_length_distribution(
             eval mode without grad; its training flags and BN statistics are left as they were.
         normalized: True for NAPL's measure (each summand of an addition w.p. 1/k); False for APL's (every path
             counted once).
+        junction: how the normalized walk crosses an addition where a summand has zero-padded channels (the
+            option-A shortcut): "summand" (the course's: each summand w.p. 1/k, ResNet-20 NAPL 14.5) or "channel"
+            (a uniform output channel first, then one of the summands that carry a path there; a padded channel of
+            the shortcut carries none, 15.0). The two agree on every net without channel padding; APL's measure
+            counts paths and does not depend on it.
 
     Returns:
         float64 tensor (L + 1,): entry k is the probability that a path meets k nonlinear units; it sums to 1 and
@@ -281,13 +364,16 @@ def path_length_distribution(
 
     Raises:
         NotImplementedError: for an op other than an addition or a channel `torch.cat` that combines several tensors
-            depending on the input (e.g. `x * torch.sigmoid(x)`), or a model with several outputs.
+            depending on the input (e.g. `x * torch.sigmoid(x)`), or a model with several outputs; with
+            junction="channel", for an op on zero-padded channels that is neither channel-wise nor dense.
+        ConfigError: an unknown `junction`.
         torch.fx.proxy.TraceError: if the forward pass has data-dependent control flow.
 
     Paper: 2506.14386 §3 (NAPL) and 2211.17180 Fig. 1 (APL).
-    Ours: units are channels (spatial positions are ignored); a chain `a + b + c` is one junction with weights 1/3.
+    Ours: units are channels (spatial positions are ignored); a chain `a + b + c` is one junction with weights 1/3;
+    the `junction` conventions (the paper does not say how it counts a zero-padded shortcut).
     """
-    return _trim(_propagate(_trace(model, input_shape), normalized).dist)
+    return _trim(_propagate(_trace(model, input_shape), normalized, _check_junction(junction)).dist)
 
 
 def path_counts(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> torch.Tensor:
@@ -310,32 +396,35 @@ def path_counts(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32))
     return _trim(paths.dist) * math.exp(paths.log_count)
 
 
-def napl(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> float:
+def napl(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32), junction: str = "summand") -> float:
     """Normalized average path length: mean nonlinear length of a path under the normalized measure.
 
     Args:
         model: as in `path_length_distribution`.
         input_shape: as in `path_length_distribution`.
+        junction: as in `path_length_distribution` ("summand", the course's, or "channel").
 
     Returns:
-        The NAPL, e.g. 22.0 for RepVGG-A2 and 41.5 for ResNet-56 (the post-addition ReLU lies on every path).
+        The NAPL, e.g. 22.0 for RepVGG-A2 and 41.5 for ResNet-56 (the post-addition ReLU lies on every path; 42.0
+        with junction="channel").
 
     Raises:
-        NotImplementedError: as in `path_length_distribution`.
+        NotImplementedError, ConfigError: as in `path_length_distribution`.
 
     Paper: 2506.14386 §3.
     """
-    dist = path_length_distribution(model, input_shape, normalized=True)
+    dist = path_length_distribution(model, input_shape, normalized=True, junction=junction)
     return float((torch.arange(len(dist), dtype=torch.float64) * dist).sum())
 
 
-def napl_reader(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> Callable[[], float]:
-    """A function that returns `napl(model)` for the model's current nonlinear masks, tracing the graph only once
-    (freezing slopes changes the fractions, not the graph). Used to read NAPL many times, e.g. per layer."""
-    gm = _trace(model, input_shape)
+def napl_reader(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32),
+                junction: str = "summand") -> Callable[[], float]:
+    """A function that returns `napl(model, junction=junction)` for the model's current nonlinear masks, tracing the
+    graph only once (freezing slopes changes the fractions, not the graph). Used to read NAPL many times."""
+    gm, junction = _trace(model, input_shape), _check_junction(junction)
 
     def read() -> float:
-        dist = _propagate(gm, normalized=True).dist
+        dist = _propagate(gm, normalized=True, junction=junction).dist
         return float((torch.arange(len(dist), dtype=torch.float64) * dist).sum())
 
     return read
@@ -390,13 +479,20 @@ def activation_layers(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32
     return layers
 
 
-def histogram_moments(dist: torch.Tensor | list[float]) -> tuple[float, float]:
-    """Mean and standard deviation of a path-length distribution (probabilities of lengths 0, 1, ...).
+def histogram_moments(dist: torch.Tensor | list[float],
+                      skewness: bool = False) -> tuple[float, float] | tuple[float, float, float]:
+    """Mean and standard deviation of a path-length distribution (probabilities of lengths 0, 1, ...), and with
+    `skewness=True` also its skewness E[(k − mean)³]/std³ (NaN for a single spike, whose std is 0).
 
     The mean is the NAPL; the standard deviation says how *variable* the depth is (0 for a fixed-depth net,
-    √n/2 for n residual blocks of one nonlinearity each, Veit et al.'s Binomial(n, ½)).
+    √n/2 for n residual blocks of one nonlinearity each, Veit et al.'s Binomial(n, ½)); the skewness says which side
+    has the longer tail (0 for Binomial(n, ½), (1 − 2p)/√(np(1 − p)) for Binomial(n, p)).
     """
     d = torch.as_tensor(dist, dtype=torch.float64)
     k = torch.arange(len(d), dtype=torch.float64)
     mean = (k * d).sum() / d.sum()
-    return mean.item(), (((k - mean) ** 2 * d).sum() / d.sum()).sqrt().item()
+    std = (((k - mean) ** 2 * d).sum() / d.sum()).sqrt()
+    if not skewness:
+        return mean.item(), std.item()
+    third = ((k - mean) ** 3 * d).sum() / d.sum()
+    return mean.item(), std.item(), (third / std**3).item() if std > 1e-9 else math.nan

@@ -8,7 +8,10 @@ This module holds two things, both taught in notebook `01_function_spaces`:
   inputs, and has error O(ε²) for tanh and O(ε) for softplus and GELU.
 * **The injectivity argument** behind the main negative result (paper §6, "no equivalent reparameterization"): a
   residual block can be the identity, while a square layer x ↦ relu(Wx + b) always maps two distinct inputs to the
-  same output.
+  same output. Its premise is a non-injective φ: PReLU_α with α > 0 is strictly increasing, hence injective, and a
+  square layer with it and an invertible W is a bijection (`prelu_inverse`, `prelu_layer_inverse`). This is how
+  linearization escapes the argument: a channel whose slope reaches α = 1 is a linear wire, a learned skip
+  (notebook 02).
 
 Symbols as in the paper: `W`, `b` are W̄, b̄ of the residual branch; `eps` is ε; `c` is the expansion point at which
 φ is nearly linear. All numerics are float64, because the read-out weights grow like 1/ε.
@@ -25,7 +28,7 @@ from torch import Tensor
 
 __all__ = [
     "PHIS", "Activation", "WideLayer", "construction_cost", "find_collision", "get_phi", "identity_residual_block",
-    "prop1_max_error", "residual_as_wide_layer", "residual_block",
+    "prelu", "prelu_inverse", "prelu_layer_inverse", "prop1_max_error", "residual_as_wide_layer", "residual_block",
 ]
 
 _DTYPE = torch.float64
@@ -235,12 +238,15 @@ def identity_residual_block(d: int) -> tuple[Tensor, Tensor]:
     return torch.zeros(d, d, dtype=_DTYPE), -torch.ones(d, dtype=_DTYPE)
 
 
-def find_collision(W: Tensor, b: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Two distinct inputs that the square ReLU layer x ↦ relu(Wx + b) maps to the same output.
+def find_collision(W: Tensor, b: Tensor, seed: int = 0, alpha: float = 0.0) -> tuple[Tensor, Tensor] | None:
+    """Two distinct inputs that the square layer x ↦ φ(Wx + b) maps to the same output, φ = ReLU (or PReLU_α).
 
     * W singular: x₂ = x₁ + v with v a unit null vector of W (from the SVD), so the pre-activations already agree.
     * W invertible: pick pre-activations z₁, z₂ that differ only in coordinate 0, where both are negative (-1, -2),
-      and whose other coordinates are positive; ReLU sends both to the same vector. Then x = W⁻¹(z - b).
+      and whose other coordinates are positive; ReLU sends both to the same vector. Then x = W⁻¹(z - b). For a
+      PReLU with α < 0 the pair at coordinate 0 is (1, 1/α), both sent to 1.
+    * W invertible and α > 0: there is none. PReLU_α is then strictly increasing, so the layer is a bijection with
+      inverse `prelu_layer_inverse`; None is returned.
 
     The outputs agree up to the rounding of the solve (about cond(W)·1e-16).
 
@@ -248,15 +254,16 @@ def find_collision(W: Tensor, b: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]
         W: square weight matrix, shape (d, d).
         b: bias, shape (d,).
         seed: seed for the free choices (x₁, or the positive coordinates of z).
+        alpha: slope of φ = PReLU_α on negative inputs; 0 (the default) is ReLU.
 
     Returns:
         (x₁, x₂), float64, each of shape (d,), with x₁ != x₂, on the device of `W` (the free choices are drawn on the
-        CPU, so they do not depend on the device).
+        CPU, so they do not depend on the device); None when W is invertible and α > 0.
 
     Raises:
         ValueError: if W is not square or b does not have shape (d,).
 
-    Paper: §6, main negative result (proof step 2 in paper-notes §6.2).
+    Paper: §6, main negative result (proof step 2 in paper-notes §6.2); the PReLU case is ours.
     """
     W, b = torch.as_tensor(W, dtype=_DTYPE), torch.as_tensor(b, dtype=_DTYPE)
     if W.ndim != 2 or W.shape[0] != W.shape[1]:
@@ -270,9 +277,53 @@ def find_collision(W: Tensor, b: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]
     if s[-1] <= s[0] * d * torch.finfo(_DTYPE).eps:
         x1 = torch.randn(d, generator=gen, dtype=_DTYPE).to(W.device)
         return x1, x1 + Vh[-1]  # W·Vh[-1] ≈ 0
+    if alpha > 0:
+        return None  # PReLU_α is injective and W invertible: the layer is a bijection (prelu_layer_inverse)
     z = (1.0 + torch.rand(d, generator=gen, dtype=_DTYPE)).to(W.device)  # (d,) positive coordinates in [1, 2)
     z1, z2 = z.clone(), z.clone()
-    z1[0], z2[0] = -1.0, -2.0  # both negative, so relu sends both to 0
+    z1[0], z2[0] = (-1.0, -2.0) if alpha == 0 else (1.0, 1.0 / alpha)  # relu: both to 0; α < 0: both to 1
     x1 = torch.linalg.solve(W, z1 - b)
     x2 = torch.linalg.solve(W, z2 - b)
     return x1, x2
+
+
+def prelu(x: Tensor, alpha: float) -> Tensor:
+    """PReLU_α(x) = max(0, x) + α·min(0, x), elementwise, in float64 (torch's own `F.prelu` with one slope).
+
+    α = 0 is ReLU and α = 1 the identity (notebook 02).
+    """
+    x = torch.as_tensor(x, dtype=_DTYPE)
+    slope = torch.tensor([alpha], dtype=_DTYPE, device=x.device)
+    return F.prelu(x.reshape(-1, 1), slope).reshape(x.shape)
+
+
+def prelu_inverse(y: Tensor, alpha: float) -> Tensor:
+    """The inverse of PReLU_α for α > 0: y where y ≥ 0 and y/α where y < 0, elementwise, in float64.
+
+    For α > 0 PReLU_α is strictly increasing (slope 1 above 0, α below, continuous at 0) and onto ℝ, so it is a
+    bijection and this is its inverse: prelu_inverse(prelu(x, α), α) = x for every x.
+
+    Raises:
+        ValueError: for α ≤ 0, where PReLU_α is not injective: α = 0 (ReLU) sends every x ≤ 0 to 0, and α < 0 sends
+            1 and 1/α to 1, so no inverse exists (`find_collision` builds such a pair for a whole layer).
+
+    Paper: §6 (the premise of the main negative result is a non-injective φ); the PReLU case is ours.
+    """
+    if alpha <= 0:
+        raise ValueError(f"PReLU with slope alpha = {alpha} is not injective (alpha = 0 is ReLU), so it has no "
+                         "inverse; any alpha > 0 has one")
+    y = torch.as_tensor(y, dtype=_DTYPE)
+    return torch.where(y >= 0, y, y / alpha)
+
+
+def prelu_layer_inverse(y: Tensor, W: Tensor, b: Tensor, alpha: float) -> Tensor:
+    """The input x of the square layer y = PReLU_α(Wx + b) (rows of y, shape (n, d) or (d,)), for invertible W and
+    α > 0: x = W⁻¹(PReLU_α⁻¹(y) − b). With α = 1, W = I and b = 0 the layer is the identity, the map that a residual
+    block gets for free and a ReLU layer can never be.
+
+    Raises:
+        ValueError: for α ≤ 0 (see `prelu_inverse`).
+    """
+    W, b = torch.as_tensor(W, dtype=_DTYPE), torch.as_tensor(b, dtype=_DTYPE)
+    z = prelu_inverse(y, alpha) - b  # (n, d) pre-activations Wx
+    return torch.linalg.solve(W, z.T).T if z.ndim == 2 else torch.linalg.solve(W, z)

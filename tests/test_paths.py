@@ -245,3 +245,88 @@ def test_training_mode_and_bn_statistics_are_left_untouched():
     paths.napl(model, (1, 3, 32, 32))
     assert all(m.training for m in model.modules())
     torch.testing.assert_close(model.bn1.running_mean, before)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The convention at width changes (option-A shortcuts: subsample + zero-pad)
+
+
+def _poisson_binomial(fixed: int, probabilities: list[float]) -> torch.Tensor:
+    """Closed form: `fixed` nonlinearities on every path plus independent Bernoulli(p) ones."""
+    h = torch.zeros(fixed + len(probabilities) + 1, dtype=torch.float64)
+    h[fixed] = 1.0
+    for p in probabilities:
+        h = (1 - p) * h + p * torch.roll(h, 1)
+    return h
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 9])
+def test_option_a_resnet_napl_in_both_conventions(n):
+    # depth 6n + 2: stem ReLU + 3n post-addition ReLUs on every path, and 3n in-branch ReLUs entered w.p. 1/2 ...
+    depth = 6 * n + 2
+    model = cifar_resnet(depth)
+    assert paths.napl(model) == pytest.approx(1 + 3 * n + 3 * n / 2, abs=1e-12)
+    assert paths.napl(model) == pytest.approx(3 * depth / 4 - 0.5, abs=1e-12)  # 14.5 (n = 3), 41.5 (n = 9)
+    # ... except that with the channel-first walk the 2 widening blocks are entered w.p. 1/2 + 1/2 * 1/2 = 3/4: half
+    # the output channels are zero-padded on the shortcut and reachable only through the branch.
+    assert paths.napl(model, junction="channel") == pytest.approx(1 + 3 * n + (3 * n - 2) / 2 + 2 * 0.75, abs=1e-12)
+    assert paths.napl(model, junction="channel") == pytest.approx(3 * depth / 4, abs=1e-12)  # 15.0, 42.0
+
+
+def test_option_a_resnet_20_and_56_values():
+    assert [paths.napl(cifar_resnet(d)) for d in (20, 56)] == pytest.approx([14.5, 41.5], abs=1e-12)
+    assert [paths.napl(cifar_resnet(d), junction="channel") for d in (20, 56)] == pytest.approx([15.0, 42.0], abs=1e-12)
+
+
+def test_option_a_resnet_20_histograms_are_poisson_binomial():
+    model = cifar_resnet(20)  # 10 ReLUs on every path (stem + 9 post-addition); 9 in-branch ones
+    torch.testing.assert_close(paths.path_length_distribution(model), _poisson_binomial(10, [0.5] * 9))
+    torch.testing.assert_close(paths.path_length_distribution(model, junction="channel"),
+                               _poisson_binomial(10, [0.5] * 7 + [0.75] * 2))
+
+
+def test_channel_first_walk_monte_carlo_on_resnet_20():
+    rng = np.random.default_rng(0)
+    walks = 40_000
+    # Backward from the head (dense: a uniform channel of the last block); blocks (in, out) of ResNet-20, last first.
+    blocks = [(16, 16)] * 3 + [(16, 32)] + [(32, 32)] * 2 + [(32, 64)] + [(64, 64)] * 2
+    c = rng.integers(0, 64, walks)
+    length = np.ones(walks)  # the stem ReLU
+    for c_in, c_out in reversed(blocks):
+        length += 1  # relu2, after the addition
+        pad = (c_out - c_in) // 2
+        shortcut_live = (c >= pad) & (c < pad + c_in)  # zero-padded channels carry no path
+        branch = ~shortcut_live | (rng.random(walks) < 0.5)
+        length += branch  # relu1 inside the branch
+        c = np.where(branch, rng.integers(0, c_in, walks), c - pad)  # conv1: a uniform input channel
+    exact = paths.napl(cifar_resnet(20), junction="channel")
+    assert abs(length.mean() - exact) < 4 * length.std(ddof=1) / math.sqrt(walks)
+
+
+def test_conventions_agree_without_channel_padding():
+    g = torch.Generator().manual_seed(3)
+    for model, shape in [(cifar_resnet(20, plain=True), (1, 3, 32, 32)), (_ResidualChain(4), (1, 3)),
+                         (_SkipNet([_prelu_with(6, n, g) for n in (1, 2, 3, 4, 5)]), (1, 4))]:
+        torch.testing.assert_close(paths.path_length_distribution(model, shape, junction="channel"),
+                                   paths.path_length_distribution(model, shape))
+
+
+def test_channel_first_walk_weighs_a_concatenation_by_its_live_channels():
+    class PadCat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):  # 4 nonlinear channels next to 8 of which 4 carry x and 4 are zero padding
+            padded = nn.functional.pad(x, (0, 0, 0, 0, 2, 2))
+            return torch.cat([torch.relu(self.conv(x)), padded], dim=1)
+
+    assert paths.napl(PadCat(), (1, 4, 2, 2)) == pytest.approx(4 / 12)  # in proportion to channels
+    assert paths.napl(PadCat(), (1, 4, 2, 2), junction="channel") == pytest.approx(4 / 8)  # to live channels
+
+
+def test_unknown_junction_is_a_config_error():
+    from course_lib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="junction"):
+        paths.napl(cifar_resnet(20), junction="padded")

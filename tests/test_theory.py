@@ -135,3 +135,61 @@ def test_find_collision_for_invertible_and_singular_W(kind):
 def test_find_collision_needs_a_square_W():
     with pytest.raises(ValueError, match="square"):
         theory.find_collision(torch.ones(3, 4), torch.zeros(3))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# PReLU: α > 0 is injective, which breaks the premise of the argument above
+
+
+def _prelu_layer(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
+    z = W @ x + b
+    return torch.where(z >= 0, z, alpha * z)  # independent of theory.prelu
+
+
+def test_prelu_is_relu_at_0_the_identity_at_1_and_matches_the_definition():
+    x = torch.linspace(-3, 3, 601, dtype=torch.float64)
+    assert torch.equal(theory.prelu(x, 0.0), torch.relu(x)) and torch.equal(theory.prelu(x, 1.0), x)
+    torch.testing.assert_close(theory.prelu(x, 0.3), torch.clamp(x, min=0) + 0.3 * torch.clamp(x, max=0))
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 0.25, 1.0, 2.0])
+def test_prelu_with_positive_slope_is_strictly_increasing_and_inverted_exactly(alpha):
+    x = torch.linspace(-5, 5, 10_001, dtype=torch.float64)
+    y = theory.prelu(x, alpha)
+    assert bool((torch.diff(y) > 0).all())  # strictly monotone on a fine grid, hence injective there
+    torch.testing.assert_close(theory.prelu_inverse(y, alpha), x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(theory.prelu_inverse(torch.tensor([-2.0, 3.0]), alpha),
+                               torch.tensor([-2.0 / alpha, 3.0], dtype=torch.float64))  # y/α below 0
+
+
+@pytest.mark.parametrize("alpha", [0.0, -0.5])
+def test_prelu_without_positive_slope_has_no_inverse(alpha):
+    with pytest.raises(ValueError, match="not injective"):
+        theory.prelu_inverse(torch.zeros(3), alpha)
+
+
+@pytest.mark.parametrize("alpha", [0.0, -0.5])
+def test_find_collision_for_a_non_injective_prelu_layer(alpha):
+    W, b = _block(d=5, seed=4)
+    x1, x2 = theory.find_collision(W, b, alpha=alpha)
+    assert (x1 - x2).norm() > 0.1
+    assert (_prelu_layer(x1, W, b, alpha) - _prelu_layer(x2, W, b, alpha)).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.5, 1.0])
+def test_no_collision_for_an_injective_prelu_layer_and_the_layer_is_inverted(alpha):
+    W, b = _block(d=5, seed=4)
+    assert theory.find_collision(W, b, alpha=alpha) is None
+    x = torch.randn(50, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.stack([_prelu_layer(row, W, b, alpha) for row in x])
+    torch.testing.assert_close(theory.prelu_layer_inverse(y, W, b, alpha), x, rtol=0, atol=1e-10)
+    W_singular = W.clone()
+    W_singular[:, -1] = W[:, 0]  # a singular W collides already before φ, whatever α
+    x1, x2 = theory.find_collision(W_singular, b, alpha=alpha)
+    assert (_prelu_layer(x1, W_singular, b, alpha) - _prelu_layer(x2, W_singular, b, alpha)).abs().max() < 1e-12
+
+
+def test_a_prelu_layer_with_slope_1_can_be_the_identity():
+    x = torch.randn(20, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    eye = torch.eye(4, dtype=torch.float64)
+    torch.testing.assert_close(theory.prelu(x @ eye.T, 1.0), x, rtol=0, atol=0)
