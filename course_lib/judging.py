@@ -305,6 +305,10 @@ def verdict(summary: Mapping) -> str:
         lines.append(f"Missed their target (left out): {', '.join(summary['missed_runs'])}.")
     if summary.get("diverged_runs"):
         lines.append(f"Diverged (left out): {', '.join(summary['diverged_runs'])}.")
+    if not summary.get("paired_gaps") and summary.get("missed_runs"):
+        lines.append("No paired gap: at every target one variant missed it (listed above), so no pair is matched "
+                     "in NAPL.")
+        return "\n".join(lines)
     if not summary.get("paired_gaps"):
         lines.append("No targeted runs: a fixed-ω sweep shows curves only, and its two variants are not compared "
                      "at matched NAPL.")

@@ -186,3 +186,9 @@ def test_a_rise_is_read_only_near_its_napl():
     assert judging.rise_targets([2.0, 4.0, 8.0], 3.0) is None  # 2 and 4 are farther than RISE_WITHIN from 3
     assert judging.rise_targets([2.5, 4.0], 3.0) == (2.5, 4.0)
     assert judging.rise_targets([3.0], 3.0) is None  # no higher target
+
+
+def test_a_sweep_whose_pairs_all_missed_says_so_not_fixed_omega():
+    runs = _runs({14.5: [0.02, 0.03]}, missed=(("layer", 14.5, 0), ("layer", 14.5, 1)))
+    text = judging.verdict(judging.summarize(runs, _starts(2)))
+    assert "No paired gap: at every target one variant missed it" in text and "fixed-ω" not in text
