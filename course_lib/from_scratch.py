@@ -212,9 +212,10 @@ def train_net(cfg: FromScratchConfig, depth: int, plain: bool, seed: int, progre
     return result
 
 
-def run(cfg: FromScratchConfig, progress: bool = True) -> dict:
-    """Train (or read back) every net of `cfg` (`nets`), rewriting `<out_dir>/summary.json` after each; returns the
-    summary. Interrupt it at any time and call it again: finished nets are read back, the unfinished one resumes.
+def run(cfg: FromScratchConfig, progress: bool = True) -> list[dict]:
+    """Train (or read back) every net of `cfg` (`nets`), rewriting `<out_dir>/summary.json` after each; returns their
+    results (`summarize` them). Interrupt it at any time and call it again: finished nets are read back, the
+    unfinished one resumes.
 
     Raises:
         DataNotFoundError / ConfigError: no CIFAR data, or fewer images than asked for (before any work).
@@ -231,7 +232,7 @@ def run(cfg: FromScratchConfig, progress: bool = True) -> dict:
         for depth, plain, seed in tqdm(nets(cfg), desc="from scratch", disable=not progress or None):
             results.append(train_net(cfg, depth, plain, seed, progress=progress))
             write_json_atomic(out / "summary.json", summarize(results))
-    return summarize(results)
+    return results
 
 
 def load_results(out_dir: str | Path) -> list[dict]:
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     overrides = {**protocol.parse_overrides(args.set), **{k: v for k, v in (
         ("depths", args.depths), ("seeds", args.seeds), ("out_dir", args.out)) if v is not None}}
     cfg = from_scratch_config(args.mode, **overrides)
-    summary = run(cfg, progress=not args.quiet)
+    summary = summarize(run(cfg, progress=not args.quiet))
     print(reading(summary))
     print(f"results: {cfg.out_dir}  (wall time of the nets: {summary['wall_time_s']:.0f} s)")
     if args.export:

@@ -24,7 +24,7 @@ def _no_training(*args, **kwargs):
 
 def test_smoke_trains_both_twins_end_to_end(tmp_path, data_dir):
     cfg = _cfg(tmp_path, data_dir)
-    summary = from_scratch.run(cfg, progress=False)
+    summary = from_scratch.summarize(from_scratch.run(cfg, progress=False))
     assert sorted(summary["nets"]) == ["plain8", "resnet8"]
     for depth, plain, seed in from_scratch.nets(cfg):
         folder = tmp_path / "out" / f"{from_scratch.net_name(depth, plain)}-seed{seed}"
@@ -59,7 +59,7 @@ def test_a_finished_net_is_reused_and_other_settings_are_refused(tmp_path, data_
     cfg = _cfg(tmp_path, data_dir, seeds=(0,))
     first = from_scratch.run(cfg, progress=False)
     monkeypatch.setattr(train, "fit", _no_training)
-    assert from_scratch.run(cfg, progress=False)["nets"] == first["nets"]
+    assert from_scratch.run(cfg, progress=False) == first
     with pytest.raises(StoredResultError, match="epochs"):
         from_scratch.run(_cfg(tmp_path, data_dir, seeds=(0,), epochs=2), progress=False)
 
@@ -137,7 +137,7 @@ def test_the_reference_is_exported_and_read_back_without_training(tmp_path, data
                                               tmp_path / "ref")
     assert from_scratch.use_reference(fresh, "fs_test", tmp_path / "ref")
     monkeypatch.setattr(train, "fit", _no_training)
-    assert from_scratch.run(fresh, progress=False)["nets"].keys() == {"resnet8", "plain8"}
+    assert {r["net"] for r in from_scratch.run(fresh, progress=False)} == {"resnet8", "plain8"}
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -169,3 +169,18 @@ def test_the_profile_sets_exactly_the_fields_of_the_config(mode):
     assert set(profiles.sizes("from-scratch", mode)) == fields
     cfg = from_scratch.from_scratch_config(mode)
     assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size) == (0.1, 0.9, 5e-4, 128)  # He et al.'s recipe
+
+
+def test_the_figure_draws_every_net_gap_and_curve():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_lib import viz
+
+    results = [_fake(net, s, a) for net, accs in (("resnet20", (0.8, 0.82)), ("plain20", (0.7, 0.75)))
+               for s, a in enumerate(accs)]
+    summary = from_scratch.summarize(results)
+    fig = viz.plot_from_scratch({"this run": (summary, results), "reference": (summary, results)})
+    accuracy, gap, loss = fig.axes
+    assert len(accuracy.get_xticks()) == 4 and len(loss.get_lines()) == 4 and loss.get_legend() is not None
+    assert 100 * summary["gaps"][0]["gap"]["mean"] in [line.get_ydata()[0] for line in gap.get_lines()]
