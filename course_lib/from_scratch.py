@@ -43,7 +43,7 @@ from .results import REFERENCE_DIR, read_json, write_json_atomic
 
 __all__ = ["FromScratchConfig", "REFERENCE", "from_scratch_config", "net_name", "nets", "train_net", "run",
            "load_results", "load_trained", "summarize", "reading", "export_reference", "reference_matches",
-           "use_reference", "reference_results", "main"]
+           "expected_time", "use_reference", "reference_results", "main"]
 
 TABLE = "from-scratch"  # its profile table
 REFERENCE = "from_scratch_cpu"  # data/reference/<REFERENCE>/: the stored cpu run
@@ -313,7 +313,8 @@ def reading(summary: dict) -> str:
         lines.append(f"Depth {d}, {cfg['dataset']} ({images} training images, {tests} test images), {cfg['epochs']} "
                      f"epoch(s), {len(g['seeds'])} seed(s) = {2 * len(g['seeds'])} nets trained from scratch, "
                      f"{cfg['mode']} mode: {accs}; ResNet - plain {_points(g['gap'])} accuracy points, paired by "
-                     f"seed (95% interval): {verdict}.")
+                     f"seed (95% interval; per seed {', '.join(f'{100 * d:+.2f}' for d in g['gap']['diffs'])}): "
+                     f"{verdict}.")
     if summary.get("diverged"):
         lines.append(f"Diverged (left out): {', '.join(summary['diverged'])}.")
     return "\n".join(lines)
@@ -345,6 +346,18 @@ def reference_matches(cfg: FromScratchConfig, name: str = REFERENCE, reference_d
     wanted = json.loads(json.dumps(asdict(cfg)))
     return all(key in stored and all(stored[key]["config"].get(f) == wanted[f] for f in cfg.defining())
                for key in nets(cfg))
+
+
+def expected_time(cfg: FromScratchConfig, stored: bool, name: str = REFERENCE,
+                  reference_dir: str | Path = REFERENCE_DIR) -> str:
+    """What `run(cfg)` will take, in words, for a notebook's banner: seconds when the stored reference was copied in
+    (`stored`), else the number of nets to train and what the stored reference took."""
+    if stored:
+        return "seconds: the stored reference matches these settings"
+    if cfg.mode == "smoke":
+        return "~20 s: tiny nets"
+    took = sum(r["wall_time_s"] for r in reference_results(name, reference_dir)) / 60
+    return f"{len(nets(cfg))} nets to train (the stored {name} run took {took:.0f} min on one CPU thread)"
 
 
 def use_reference(cfg: FromScratchConfig, name: str = REFERENCE, reference_dir: str | Path = REFERENCE_DIR) -> bool:

@@ -649,7 +649,7 @@ def plot_from_scratch(sources: Mapping[str, tuple[Mapping[str, Any], Sequence[Ma
         style = {"alpha": 1.0 if k == 0 else 0.5, "ls": "-" if k == 0 else "--"}
         for name, net in summary["nets"].items():
             x = len(labels)
-            labels.append(f"{name}\n{label}")
+            labels.append(f"{name}\n" + label.replace(" ", "\n", 1))
             axes[0].errorbar([x], [100 * net["accuracy"]["mean"]], yerr=bar(net["accuracy"]), marker="o", capsize=4,
                              color=colors[net["plain"]], alpha=style["alpha"])
             mine = [r for r in runs if r["net"] == name and not r.get("diverged")]
@@ -660,8 +660,8 @@ def plot_from_scratch(sources: Mapping[str, tuple[Mapping[str, Any], Sequence[Ma
                          label=f"{name} ({label})", **style)
             axes[2].fill_between(xs, losses.min(0), losses.max(0), color=colors[net["plain"]], alpha=0.15)
         for g in summary["gaps"]:
-            axes[1].errorbar([f"depth {g['depth']}\n{label}"], [100 * g["gap"]["mean"]], yerr=bar(g["gap"]),
-                             marker="s", capsize=4, color="black", alpha=style["alpha"])
+            axes[1].errorbar([f"depth {g['depth']}\n" + label.replace(" ", "\n", 1)], [100 * g["gap"]["mean"]],
+                             yerr=bar(g["gap"]), marker="s", capsize=4, color="black", alpha=style["alpha"])
     axes[0].set_xticks(range(len(labels)), labels, fontsize=8)
     axes[0].set(ylabel="test accuracy (%)", title="Trained from scratch: mean, 95% interval")
     axes[1].axhline(0.0, color="gray", lw=1)

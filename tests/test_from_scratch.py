@@ -59,7 +59,7 @@ def test_a_finished_net_is_reused_and_other_settings_are_refused(tmp_path, data_
     cfg = _cfg(tmp_path, data_dir, seeds=(0,))
     first = from_scratch.run(cfg, progress=False)
     monkeypatch.setattr(train, "fit", _no_training)
-    assert from_scratch.run(cfg, progress=False) == first
+    assert from_scratch.run(cfg, progress=False) == json.loads(json.dumps(first))  # read back, not retrained
     with pytest.raises(StoredResultError, match="epochs"):
         from_scratch.run(_cfg(tmp_path, data_dir, seeds=(0,), epochs=2), progress=False)
 
@@ -138,6 +138,34 @@ def test_the_reference_is_exported_and_read_back_without_training(tmp_path, data
     assert from_scratch.use_reference(fresh, "fs_test", tmp_path / "ref")
     monkeypatch.setattr(train, "fit", _no_training)
     assert {r["net"] for r in from_scratch.run(fresh, progress=False)} == {"resnet8", "plain8"}
+
+
+def test_the_stored_cpu_reference_matches_the_cpu_profile():
+    cfg = from_scratch.from_scratch_config("cpu", out_dir="unused")
+    assert from_scratch.reference_matches(cfg), "data/reference/from_scratch_cpu/ is missing or out of date"
+    summary = from_scratch.summarize(from_scratch.reference_results())
+    assert summary["nets"].keys() == {"resnet20", "plain20"} and summary["gaps"][0]["seeds"] == [0, 1, 2]
+    stored = json.loads((from_scratch.REFERENCE_DIR / from_scratch.REFERENCE / "summary.json").read_text())
+    assert stored["gaps"] == json.loads(json.dumps(summary["gaps"]))
+    assert all("+dirty" not in r["provenance"]["git_commit"] for r in from_scratch.reference_results())
+    assert from_scratch.expected_time(cfg, True).startswith("seconds")
+    assert from_scratch.expected_time(cfg, False).startswith("6 nets to train (the stored from_scratch_cpu run took")
+
+
+
+
+@pytest.mark.slow
+def test_notebook_01_in_cpu_mode_shows_the_stored_reference(tmp_path, monkeypatch, data_dir):
+    import papermill
+
+    monkeypatch.setenv("COURSE_WIDGETS", "0")
+    out = tmp_path / "01.ipynb"
+    papermill.execute_notebook("notebooks/01_function_spaces.ipynb", str(out), kernel_name="python3", cwd="notebooks",
+                               parameters={"RUN_MODE": "cpu", "OUT_DIR": str(tmp_path / "scratch")},
+                               progress_bar=False)
+    text = json.dumps(json.loads(out.read_text())["cells"])
+    assert "section 0: seconds: the stored reference matches these settings" in text and "ResNet - plain" in text
+    assert not list((tmp_path / "scratch").rglob("*.pt"))  # nothing was trained
 
 
 @pytest.mark.parametrize("argv, fragment", [
