@@ -148,7 +148,8 @@ TABLES: dict[str, dict[str, dict]] = {
     # cpu: ResNet-20 and plain-20 on a 10,000-image subset, the whole test set, 3 seeds, 12 epochs, sized for at
     # most ~35 min on one thread of a shared 2-core machine. Measured here with bf16, one thread: a step costs 0.27 s
     # (ResNet-20) and 0.26 s (plain-20) when the machine is idle, 21 s an epoch of 78 steps; with other work on it
-    # (load 3) one epoch took 37.6 s and 25.1 s, so 6 nets x 12 epochs take about 25 min idle and 38 min loaded.
+    # (load 3) one epoch took 37.6 s and 25.1 s, so 6 nets x 12 epochs take about 25 min idle and 38 min loaded; the
+    # stored reference (data/reference/from_scratch_cpu/) took 39 min under a load of 3 to 6.
     # The per-epoch accuracy curve uses the first 2,000 test images (a full pass would add a third to every epoch),
     # the final accuracy all 10,000. smoke: depth 8 on 384 images, one epoch, two seeds: it exercises the code path
     # and judges nothing.
