@@ -141,6 +141,29 @@ TABLES: dict[str, dict[str, dict]] = {
         "cpu": dict(processes=1),
         "full": {},
     },
+    # The from-scratch comparison (`course_lib.from_scratch`, the opening of notebook 01): a CIFAR ResNet and its
+    # plain twin trained with the same recipe (He et al. 2016's SGD with Nesterov momentum, lr 0.1, wd 5e-4, batch
+    # 128, crop + flip; a cosine schedule), one pair per seed. full: ResNet-20/56 and plain-20/56 on all 50,000
+    # images for 180 epochs (He et al. train about 182 epochs: 64k steps on 45k images), 3 seeds; not run here.
+    # cpu: ResNet-20 and plain-20 on a 10,000-image subset, the whole test set, 3 seeds, 12 epochs, sized for at
+    # most ~35 min on one thread of a shared 2-core machine. Measured here with bf16, one thread: a step costs 0.27 s
+    # (ResNet-20) and 0.26 s (plain-20) when the machine is idle, 21 s an epoch of 78 steps; with other work on it
+    # (load 3) one epoch took 37.6 s and 25.1 s, so 6 nets x 12 epochs take about 25 min idle and 38 min loaded; the
+    # stored reference (data/reference/from_scratch_cpu/) took 39 min under a load of 3 to 6.
+    # The per-epoch accuracy curve uses the first 2,000 test images (a full pass would add a third to every epoch),
+    # the final accuracy all 10,000. smoke: depth 8 on 384 images, one epoch, two seeds: it exercises the code path
+    # and judges nothing.
+    "from-scratch": {
+        "defaults": dict(depths=(20, 56), seeds=(0, 1, 2), dataset="cifar10", epochs=180, n_train=None, n_test=None,
+                         curve_n_test=None, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, data_dir=None,
+                         eval_batch_size=1000, out_dir="runs/from_scratch_full", device="auto", amp_bf16=None,
+                         channels_last=None, compile=None),
+        "smoke": dict(depths=(8,), seeds=(0, 1), epochs=1, n_train=384, n_test=500, curve_n_test=200,
+                      eval_batch_size=500, out_dir="runs/from_scratch_smoke"),
+        "cpu": dict(depths=(20,), seeds=(0, 1, 2), epochs=12, n_train=10_000, curve_n_test=2000,
+                    out_dir="runs/from_scratch_cpu"),
+        "full": {},
+    },
     # Notebook 01: random inputs per Proposition-1 error measurement and the ε grid (from 0.1 down to 1e-4).
     "01_function_spaces": {
         "defaults": dict(n_inputs=1000, eps_points=7),

@@ -29,6 +29,7 @@ __all__ = [
     "STYLE_PATH", "ENV_WIDGETS", "DOT_INSTALL_HINT", "style", "use_style", "image_grid", "widgets_available",
     "interactive", "path_graph", "plot_curves", "plot_point_maps", "plot_prop1_errors", "plot_prelu",
     "plot_penalties", "plot_slopes", "plot_nonlinear_fractions", "plot_error_map", "plot_histogram",
+    "plot_from_scratch",
 ]
 
 STYLE_PATH = Path(__file__).with_name("course.mplstyle")
@@ -622,4 +623,52 @@ def plot_gaps(summaries: Mapping[str, Mapping[str, Any]], ax: plt.Axes | None = 
     ax.axhline(0.0, color="gray", lw=1)
     ax.set(xlabel="target NAPL", ylabel=f"gap (accuracy points), {moment}", title=title)
     ax.legend(fontsize=8)
+    return fig
+
+
+def plot_from_scratch(sources: Mapping[str, tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+                      axes: Sequence[plt.Axes] | None = None) -> plt.Figure:
+    """A ResNet against its plain twin trained from scratch (`from_scratch.summarize` and its results), side by side:
+    test accuracy per net with its 95% interval, the ResNet − plain gap paired by seed with its 95% interval, and
+    the training loss per epoch (mean over seeds, band from the lowest to the highest seed).
+
+    `sources` maps a label (e.g. "this run", "stored cpu reference") to (summary, results); the first is drawn solid,
+    the others dashed and faded. A net or gap with one seed has no bar.
+    """
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8), gridspec_kw={"width_ratios": [1.1, 0.8, 1.5]})
+    fig = axes[0].figure
+    colors = {False: "#0072B2", True: "#D55E00"}  # ResNet blue, plain orange
+
+    def bar(interval):
+        return [[0.0], [0.0]] if interval["low"] is None else [[100 * (interval["mean"] - interval["low"])],
+                                                               [100 * (interval["high"] - interval["mean"])]]
+
+    labels = []
+    for k, (label, (summary, runs)) in enumerate(sources.items()):
+        style = {"alpha": 1.0 if k == 0 else 0.5, "ls": "-" if k == 0 else "--"}
+        for name, net in summary["nets"].items():
+            x = len(labels)
+            labels.append(f"{name}\n" + label.replace(" ", "\n", 1))
+            axes[0].errorbar([x], [100 * net["accuracy"]["mean"]], yerr=bar(net["accuracy"]), marker="o", capsize=4,
+                             color=colors[net["plain"]], alpha=style["alpha"])
+            mine = [r for r in runs if r["net"] == name and not r.get("diverged")]
+            epochs = min(len(r["curve"]) for r in mine)
+            losses = np.array([[e["train_loss"] for e in r["curve"][:epochs]] for r in mine])
+            xs = np.arange(1, epochs + 1)
+            axes[2].plot(xs, losses.mean(0), marker="." if epochs < 3 else None, color=colors[net["plain"]],
+                         label=f"{name} ({label})", **style)
+            axes[2].fill_between(xs, losses.min(0), losses.max(0), color=colors[net["plain"]], alpha=0.15)
+        for g in summary["gaps"]:
+            axes[1].errorbar([f"depth {g['depth']}\n" + label.replace(" ", "\n", 1)], [100 * g["gap"]["mean"]],
+                             yerr=bar(g["gap"]), marker="s", capsize=4, color="black", alpha=style["alpha"])
+    axes[0].set_xticks(range(len(labels)), labels, fontsize=8)
+    axes[0].set(ylabel="test accuracy (%)", title="Trained from scratch: mean, 95% interval")
+    axes[1].axhline(0.0, color="gray", lw=1)
+    axes[1].tick_params(axis="x", labelsize=8)
+    axes[1].set(ylabel="ResNet − plain (accuracy points)", title="Gap paired by seed, 95% interval")
+    axes[2].set(xlabel="epoch", ylabel="training loss (cross-entropy)",
+                title="Training loss: mean over seeds, band min–max")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
     return fig

@@ -108,7 +108,7 @@ def _offline_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def _reference_page(src: Path) -> None:
     """`reference.md` and its figures: every stored reference sweep, drawn from its summary."""
-    from . import figures, judging
+    from . import figures, from_scratch, judging
 
     lines = ["# Reference results", "",
              "The course's stored reference sweeps (`data/reference/<name>/`, every run's result file with its",
@@ -117,13 +117,17 @@ def _reference_page(src: Path) -> None:
              "`course_lib.viz.plot_accuracy_vs_napl` (after the recovery phase); error bars are ± one standard",
              "deviation over the independent nets.", ""]
     (src / "_generated").mkdir(exist_ok=True)
-    references = [p for p in sorted(REFERENCE_DIR.iterdir()) if (p / "pretrain").is_dir()]
+    references = [p for p in sorted(REFERENCE_DIR.iterdir()) if (p / "pretrain").is_dir()]  # linearization sweeps
     for reference in references:
         summary = figures.load_summary(reference)
         source = f"data/reference/{reference.name}" + ("/" if reference.is_dir() else "")
         (src / "_generated" / f"{reference.stem}.png").write_bytes(figures.render_png(summary, source))
         lines += [f"## {figures.reference_label(summary['config'])}", "", f"`{source}`: {judging.scale(summary)}.",
                   "", f"![Accuracy against NAPL from {reference.name}](_generated/{reference.stem}.png)", ""]
+    for folder in sorted(REFERENCE_DIR.glob("from_scratch_*/")):  # notebook 01's ResNet against its plain twin
+        results = from_scratch.load_results(folder)
+        lines += ["## A ResNet and its plain twin trained from scratch", "",
+                  f"`data/reference/{folder.name}/`: {from_scratch.reading(from_scratch.summarize(results))}", ""]
     (src / "reference.md").write_text("\n".join(lines))
 
 
