@@ -25,7 +25,6 @@ already-trained plain net); this module measures the trainability gap it sideste
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import sys
@@ -37,7 +36,6 @@ import torch
 
 from . import config, experiments, judging, locks, models, protocol, train
 from .data import DataNotFoundError
-from .errors import ConfigError
 from .protocol import PRETRAIN, defines, setting
 from .results import REFERENCE_DIR, read_json, write_json_atomic
 
@@ -51,7 +49,7 @@ STAGE = PRETRAIN  # one stage: training from scratch (its fields are marked as d
 
 
 @dataclass(frozen=True)
-class FromScratchConfig:
+class FromScratchConfig(protocol.MarkedConfig):
     """Everything that defines a from-scratch comparison; stored in every result file. Build it with
     `from_scratch_config(mode, **overrides)` (values from `profiles`)."""
 
@@ -75,21 +73,11 @@ class FromScratchConfig:
     channels_last: bool | None = setting()  # None: config.system_knobs decides
     compile: bool | None = setting()  # None: config.system_knobs decides
 
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise ConfigError(problems)
-
     def problems(self) -> list[str]:
         """Everything wrong with this config, one sentence each (empty when it is valid)."""
-        from . import profiles, settings
-
-        found = []
-        if self.mode not in profiles.MODES:
-            found.append(f"unknown run mode {self.mode!r}; use one of {', '.join(profiles.MODES)}")
+        found = super().problems()
         if self.dataset not in experiments.DATASETS:
             found.append(f"unknown dataset {self.dataset!r}; choose one of {list(experiments.DATASETS)}")
-        found += settings.value_problems(self)
         depths = self.depths if isinstance(self.depths, tuple) else ()
         bad = [d for d in depths if not isinstance(d, int) or d < 8 or (d - 2) % 6]
         if bad:
@@ -103,11 +91,6 @@ class FromScratchConfig:
         if isinstance(self.curve_n_test, int) and self.curve_n_test < 1:
             found.append(f"curve_n_test must be >= 1 (or null: n_test), got {self.curve_n_test!r}")
         return found
-
-    @classmethod
-    def defining(cls, stage: str = STAGE) -> tuple[str, ...]:
-        """The fields that define a trained net's result (what `protocol.reuse_if_same` compares)."""
-        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["defines"] == stage)
 
 
 def from_scratch_config(mode: str = "auto", **overrides) -> FromScratchConfig:
@@ -344,7 +327,7 @@ def reference_matches(cfg: FromScratchConfig, name: str = REFERENCE, reference_d
     """Whether the stored reference `name` holds every net of `cfg`, each made with its defining settings."""
     stored = {(r["depth"], r["plain"], r["seed"]): r for r in reference_results(name, reference_dir)}
     wanted = json.loads(json.dumps(asdict(cfg)))
-    return all(key in stored and all(stored[key]["config"].get(f) == wanted[f] for f in cfg.defining())
+    return all(key in stored and all(stored[key]["config"].get(f) == wanted[f] for f in cfg.defining(STAGE))
                for key in nets(cfg))
 
 

@@ -26,7 +26,7 @@ from . import config, judging, linearize, models, outdir, paths, profiles, setti
 from .errors import ConfigError, StoredResultError
 from .results import REFERENCE_DIR, git_commit, provenance, read_json, run_name, run_name_of, write_json_atomic
 
-__all__ = ["PRETRAIN", "POSTTRAIN", "STAGES", "defines", "setting", "ProtocolConfig", "build_config", "parse_value",
+__all__ = ["PRETRAIN", "POSTTRAIN", "STAGES", "defines", "setting", "MarkedConfig", "ProtocolConfig", "build_config", "parse_value",
            "parse_overrides", "parse_one_run", "reuse_if_same", "start_dir", "start_seed", "stored_pretrain", "stored_run", "device_and_knobs",
            "per_process_batch", "stage_record", "store_start_network", "linearize_and_record", "wait_for_rank0",
            "grid", "plan", "sweep", "load_results", "export_reference", "reference_summary", "reference_wall_time", "reference_matches",
@@ -48,8 +48,39 @@ def setting() -> dataclasses.Field:
     return dataclasses.field(metadata={"defines": None})
 
 
+class MarkedConfig:
+    """The base of every config built from a profile table (`build_config`): each dataclass field is marked with the
+    stage it defines (`defines`) or as a `setting()`, and every problem of a config is reported together, as one
+    `errors.ConfigError`, when it is made. Subclasses add their checks to `problems`."""
+
+    mode: str  # the run mode the config was built for (every subclass has this field)
+
+    def __post_init__(self) -> None:
+        unmarked = [f.name for f in dataclasses.fields(self) if "defines" not in f.metadata]
+        if unmarked:
+            raise TypeError(f"{type(self).__name__} fields {unmarked} have no mark: declare each with "
+                            "protocol.defines(stage) or protocol.setting()")
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this config, one sentence each (empty when it is valid): here the run mode and every
+        field's type, range and duplicates (`settings.value_problems`)."""
+        found = []
+        if self.mode not in profiles.MODES:
+            found.append(f"unknown run mode {self.mode!r}; use one of {', '.join(profiles.MODES)}")
+        return found + settings.value_problems(self)
+
+    @classmethod
+    def defining(cls, stage: str) -> tuple[str, ...]:
+        """The fields that define `stage`'s results: those marked with it or with an earlier stage."""
+        stages = STAGES[:STAGES.index(stage) + 1]
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["defines"] in stages)
+
+
 @dataclass(frozen=True)
-class ProtocolConfig:
+class ProtocolConfig(MarkedConfig):
     """The fields every protocol has, the stage each one defines, and the checks that apply to all protocols.
 
     Build configs with a protocol's builder (`experiments.cifar_config`, `imagenet.imagenet_config`): the values
@@ -86,20 +117,9 @@ class ProtocolConfig:
     compile: bool | None = setting()  # None: config.system_knobs decides
     save_models: bool = setting()  # keep each post-trained net's weights next to its JSON
 
-    def __post_init__(self) -> None:
-        unmarked = [f.name for f in dataclasses.fields(self) if "defines" not in f.metadata]
-        if unmarked:
-            raise TypeError(f"{type(self).__name__} fields {unmarked} have no mark: declare each with "
-                            "protocol.defines(stage) or protocol.setting()")
-        problems = self.problems()
-        if problems:
-            raise ConfigError(problems)
-
     def problems(self) -> list[str]:
         """Everything wrong with this config, one sentence each (empty when it is valid). Protocols add theirs."""
-        found = []
-        if self.mode not in profiles.MODES:
-            found.append(f"unknown run mode {self.mode!r}; use one of {', '.join(profiles.MODES)}")
+        found = super().problems()
         if any(not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in self.omegas):
             found.append(f"omega must be a finite number >= 0, got {self.omegas}")
         if any(not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0 for t in self.targets):
@@ -115,14 +135,7 @@ class ProtocolConfig:
             found.append("at least one seed is needed")
         if self.layer_scale not in linearize.LAYER_SCALES:
             found.append(f"unknown layer_scale {self.layer_scale!r}; choose one of {list(linearize.LAYER_SCALES)}")
-        found += settings.value_problems(self)  # types, ranges, duplicates of every field (course_lib/settings.py)
         return found
-
-    @classmethod
-    def defining(cls, stage: str) -> tuple[str, ...]:
-        """The fields that define `stage`'s results: those marked with it or with an earlier stage."""
-        stages = STAGES[:STAGES.index(stage) + 1]
-        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["defines"] in stages)
 
     def train_config(self, stage: str, knobs: config.SystemKnobs, schedule: str = "cosine") -> train.TrainConfig:
         """The `TrainConfig` of `stage` with the system knobs this config leaves at None resolved from `knobs`."""
