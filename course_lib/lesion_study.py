@@ -1,0 +1,345 @@
+"""The lesion study of notebook 05 as stored results: Veit's lesions on three kinds of trained nets.
+
+Parts (each writes `<out_dir>/<part>.json` with its config and provenance, `course_lib.lesion` does the maths):
+
+- `resnet56`: the pretrained akamaster ResNet-56 on the 1,000 lossless CIFAR-10 test images (the checkpoint was
+  trained on the original PNG images; this subset is exact): every single-block deletion and k random deletions,
+  k = 1..K; then the intact net and every single deletion on the whole 10,000-image (JPEG-derived) test set.
+- `extracted`: the plain nets of the CIFAR experiment (notebook 04's protocol) linearized channel- and layer-wise to
+  one target NAPL, one pair per independent start network (seed): the "nonlinear" and "layer" lesions of
+  `course_lib.lesion`, and the channel − layer difference of the mean single-lesion accuracy drop, paired by seed,
+  with its 95% interval (`judging.paired_interval`). Needs the saved nets of
+  `python -m course_lib cifar --mode cpu --targets 14.5 --out DIR` (`--cifar-dir DIR`).
+- `twins`: a ResNet and its plain twin trained from scratch with the same recipe (`<dir>/resnet20-seed<s>/model.pt`
+  and `<dir>/plain20-seed<s>/model.pt`, plain state dicts of `models.cifar_resnet(20, plain=False/True)`, made by the
+  from-scratch comparison; `--scratch-dir DIR`): the same block deletions on both, paired by seed.
+
+A part whose file holds the same settings is read back, not recomputed; inside a part each finished net is written at
+once, so an interrupted part resumes with the next net. Sizes per run mode: `profiles.TABLES["lesion"]`.
+
+    python -m course_lib lesion --mode smoke|cpu|full [--part resnet56|extracted|twins ...] [--out DIR]
+
+Paper: Veit, Wilber & Belongie (2016), §4 (lesion study). Ours: the study of the extracted plain nets and the
+from-scratch twins (no published study has them), and every size of the profile table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from . import config, data, experiments, judging, lesion, models, profiles, protocol, settings
+from .errors import ConfigError, NotReadyError
+from .results import git_commit, provenance, read_json, repo_path, write_json_atomic
+
+__all__ = ["PARTS", "LesionConfig", "lesion_config", "run_part", "load_part", "reference", "scratch_pairs", "main"]
+
+PARTS = ("resnet56", "extracted", "twins")
+GRANULARITIES = ("channel", "layer")
+PLAIN_KINDS = ("nonlinear", "layer")
+
+
+@dataclass(frozen=True)
+class LesionConfig:
+    """Sizes and inputs of the lesion study (values per mode: `profiles.TABLES["lesion"]`); stored in every part."""
+
+    mode: str
+    max_k: int  # largest number of random deletions K (capped by the net's units)
+    seed: int  # seed of the random lesion sets
+    resnet56_draws: int  # random sets per k (D) for ResNet-56
+    resnet56_n_images: int | None  # lossless test images (None: all 1,000)
+    resnet56_full_test: bool  # also intact + single deletions on the whole 10,000-image test set
+    extracted_draws: int  # D for the extracted plain nets
+    extracted_n_images: int | None  # test images of the CIFAR experiment's split (None: all 10,000)
+    extracted_target: float  # target NAPL of the extracted nets
+    extracted_seeds: tuple[int, ...]  # independent start networks
+    extracted_mode: str  # run mode of the CIFAR experiment that made them
+    twins_depth: int  # depth of the from-scratch ResNet and plain twin
+    twins_draws: int  # D for the twins
+    twins_n_images: int | None  # JPEG-derived test images (None: all 10,000)
+    batch_size: int  # eval batch (speed only)
+    cifar_dir: str  # out dir of the CIFAR experiment holding the extracted nets
+    scratch_dir: str  # out dir of the from-scratch comparison holding the twins
+    out_dir: str  # where the part files go
+    data_dir: str | None  # CIFAR and checkpoint folder (None: the usual search)
+
+
+# What defines a part's numbers (the rest only says where things are, or how fast they run).
+_DEFINING = {
+    "resnet56": ("max_k", "seed", "resnet56_draws", "resnet56_n_images", "resnet56_full_test"),
+    "extracted": ("max_k", "seed", "extracted_draws", "extracted_n_images", "extracted_target", "extracted_seeds",
+                  "extracted_mode"),
+    "twins": ("max_k", "seed", "twins_depth", "twins_draws", "twins_n_images"),
+}
+
+
+def lesion_config(mode: str = "auto", **overrides) -> LesionConfig:
+    """The lesion study's config of a run mode, with overrides (None means "the mode's default").
+
+    Raises:
+        ConfigError: an unknown mode or setting name.
+    """
+    mode = config.resolve_mode(mode)
+    valid = {f.name for f in fields(LesionConfig)} - {"mode"}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ConfigError(f"unknown lesion setting(s) {unknown}; valid settings are {sorted(valid)}")
+    values = {**profiles.sizes("lesion", mode), **{k: v for k, v in overrides.items() if v is not None}}
+    for key in ("cifar_dir", "scratch_dir", "out_dir"):  # relative folders are inside the repository
+        values[key] = str(repo_path(values[key])) if not Path(values[key]).is_absolute() else values[key]
+    return LesionConfig(mode=mode, **settings.coerce(LesionConfig, values))
+
+
+def _defining(cfg: LesionConfig | dict, part: str) -> dict:
+    values = asdict(cfg) if isinstance(cfg, LesionConfig) else cfg
+    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.items() if k in _DEFINING[part]}
+
+
+def _check_part(part: str) -> None:
+    if part not in PARTS:
+        raise ConfigError(f"unknown lesion part {part!r}; choose one of {list(PARTS)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _test_images(cfg: LesionConfig, n: int | None, subset: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = data.load_cifar("cifar10", "test", root=cfg.data_dir, subset=subset)
+    if n is not None and n < len(labels):
+        return images[:n], labels[:n]
+    return images, labels
+
+
+def _extracted_config(cfg: LesionConfig) -> experiments.ExperimentConfig:
+    return experiments.cifar_config(cfg.extracted_mode, targets=(cfg.extracted_target,), seeds=cfg.extracted_seeds,
+                                    out_dir=cfg.cifar_dir, data_dir=cfg.data_dir)
+
+
+def _run_json(ecfg: experiments.ExperimentConfig, granularity: str, seed: int, target: float) -> Path:
+    from .results import run_name
+
+    return Path(ecfg.out_dir) / "runs" / f"{run_name(granularity, seed, target=target)}.json"
+
+
+def _missing_extracted(cfg: LesionConfig) -> list[str]:
+    ecfg = _extracted_config(cfg)
+    return [str(_run_json(ecfg, g, s, cfg.extracted_target).with_suffix(".pt"))
+            for s in cfg.extracted_seeds for g in GRANULARITIES
+            if not _run_json(ecfg, g, s, cfg.extracted_target).with_suffix(".pt").exists()]
+
+
+def scratch_pairs(scratch_dir: str | Path, depth: int) -> list[int]:
+    """Seeds s with both `resnet<depth>-seed<s>/model.pt` and `plain<depth>-seed<s>/model.pt` under `scratch_dir`.
+
+    Raises:
+        NotReadyError: there is no such pair; says which command makes them.
+    """
+    folder = Path(scratch_dir)
+
+    def seeds(prefix: str) -> set[int]:
+        pattern = re.compile(rf"{prefix}{depth}-seed(\d+)$")
+        return {int(m.group(1)) for p in folder.glob(f"{prefix}{depth}-seed*/model.pt")
+                if (m := pattern.match(p.parent.name))}
+
+    found = sorted(seeds("resnet") & seeds("plain"))
+    if not found:
+        raise NotReadyError(f"no trained ResNet-{depth} / plain-{depth} pair (resnet{depth}-seed<s>/model.pt and "
+                            f"plain{depth}-seed<s>/model.pt) in {folder}: train them with the from-scratch "
+                            f"comparison (`python -m course_lib from-scratch --mode cpu --out {folder}`) or pass "
+                            "--scratch-dir with the folder that holds them")
+    return found
+
+
+def _load_scratch(scratch_dir: str | Path, depth: int, plain: bool, seed: int) -> models.CifarResNet:
+    path = Path(scratch_dir) / f"{'plain' if plain else 'resnet'}{depth}-seed{seed}" / "model.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = models.cifar_resnet(depth, plain=plain)
+    models.pretrained.load_state_dict_strict(net, state)
+    return net.eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The parts
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _curve(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, kind: str, draws: int,
+           cfg: LesionConfig, progress: bool, max_k: int | None = None) -> dict:
+    start = time.time()
+    curve = lesion.lesion_curve(net, images, labels, kind, max_k=cfg.max_k if max_k is None else max_k, draws=draws,
+                                seed=cfg.seed, batch_size=cfg.batch_size, progress=progress)
+    return {**curve, "wall_time_s": round(time.time() - start, 1)}
+
+
+def _resnet56_entries(cfg: LesionConfig, progress: bool):
+    net = models.load_pretrained_cifar_resnet(56, root=cfg.data_dir)
+    yield "lossless", lambda: {"images": "lossless CIFAR-10 test subset", **_curve(
+        net, *_test_images(cfg, cfg.resnet56_n_images, "lossless"), "block", cfg.resnet56_draws, cfg, progress)}
+    if cfg.resnet56_full_test:
+        yield "full_test", lambda: {"images": "CIFAR-10 test set (JPEG-derived)", **_curve(
+            net, *_test_images(cfg, None), "block", 0, cfg, progress, max_k=0)}  # intact + single deletions
+
+
+def _extracted_entries(cfg: LesionConfig, progress: bool):
+    missing = _missing_extracted(cfg)
+    if missing:
+        raise NotReadyError(f"the extracted nets are not there ({len(missing)} missing, e.g. {missing[0]}): run "
+                            f"`python -m course_lib cifar --mode {cfg.extracted_mode} --targets "
+                            f"{cfg.extracted_target:g} --seeds {' '.join(map(str, cfg.extracted_seeds))} --out "
+                            f"{cfg.cifar_dir}` first, or pass --cifar-dir with the folder that holds them")
+    ecfg = _extracted_config(cfg)
+    images, labels = _test_images(cfg, cfg.extracted_n_images)
+    for seed in cfg.extracted_seeds:
+        for granularity in GRANULARITIES:
+            def measure(granularity=granularity, seed=seed) -> dict:
+                net = experiments.load_post_trained(ecfg, granularity, seed, target=cfg.extracted_target)
+                run = read_json(_run_json(ecfg, granularity, seed, cfg.extracted_target))
+                return {"granularity": granularity, "seed": seed, "napl": run["napl"],
+                        "test_accuracy_stored": run["test_accuracy"], "images": "CIFAR-10 test set (JPEG-derived)",
+                        **{kind: _curve(net, images, labels, kind, cfg.extracted_draws, cfg, progress)
+                           for kind in PLAIN_KINDS}}
+            yield f"{granularity}-seed{seed}", measure
+
+
+def _twins_entries(cfg: LesionConfig, progress: bool):
+    seeds = scratch_pairs(cfg.scratch_dir, cfg.twins_depth)
+    images, labels = _test_images(cfg, cfg.twins_n_images)
+    for seed in seeds:
+        for plain in (False, True):
+            def measure(plain=plain, seed=seed) -> dict:
+                net = _load_scratch(cfg.scratch_dir, cfg.twins_depth, plain, seed)
+                return {"net": f"{'plain' if plain else 'resnet'}{cfg.twins_depth}", "plain": plain, "seed": seed,
+                        "images": "CIFAR-10 test set (JPEG-derived)",
+                        **_curve(net, images, labels, "block", cfg.twins_draws, cfg, progress)}
+            yield f"{'plain' if plain else 'resnet'}{cfg.twins_depth}-seed{seed}", measure
+
+
+_ENTRIES = {"resnet56": _resnet56_entries, "extracted": _extracted_entries, "twins": _twins_entries}
+
+
+def _comparison(part: str, entries: dict) -> dict:
+    """The paired differences a part reports (none for resnet56)."""
+    if part == "extracted":
+        seeds = sorted({e["seed"] for e in entries.values()})
+        pairs = [(entries[f"channel-seed{s}"], entries[f"layer-seed{s}"]) for s in seeds]
+        return {kind: {"channel_minus_layer_mean_drop": lesion.paired_drop([c[kind] for c, _ in pairs],
+                                                                           [l[kind] for _, l in pairs]),
+                       "channel_minus_layer_intact": judging.paired_interval([c[kind]["intact"] - l[kind]["intact"]
+                                                              for c, l in pairs]),
+                       "seeds": seeds}
+                for kind in PLAIN_KINDS}
+    if part == "twins":
+        seeds = sorted({e["seed"] for e in entries.values()})
+        res = [e for e in entries.values() if not e["plain"]]
+        pla = [e for e in entries.values() if e["plain"]]
+        res, pla = sorted(res, key=lambda e: e["seed"]), sorted(pla, key=lambda e: e["seed"])
+        return {"block": {"plain_minus_resnet_mean_drop": lesion.paired_drop(pla, res),
+                          "plain_minus_resnet_intact": judging.paired_interval([p["intact"] - r["intact"] for p, r in zip(pla, res)]),
+                          "seeds": seeds}}
+    return {}
+
+
+def part_path(cfg: LesionConfig, part: str) -> Path:
+    """Where `run_part` writes `part`: `<out_dir>/<part>.json`."""
+    return Path(cfg.out_dir) / f"{part}.json"
+
+
+def run_part(cfg: LesionConfig, part: str, progress: bool = True) -> dict:
+    """Measure one part (or read it back when its file holds the same settings and is complete), write its JSON.
+
+    Each finished net is written at once (`"complete": false` until the last one), so an interrupted part resumes.
+
+    Returns:
+        {"part", "config", "entries": {name: curve(s) of one net}, "comparison": paired differences, "complete",
+         "wall_time_s", "provenance"}.
+
+    Raises:
+        NotReadyError: the nets of the part are not there (says which command makes them). ConfigError: an unknown
+        part. DataNotFoundError: no CIFAR data or checkpoint.
+    """
+    _check_part(part)
+    path = part_path(cfg, part)
+    stored = read_json(path) if path.exists() else None
+    if stored is not None and _defining(stored["config"], part) != _defining(cfg, part):
+        stored = None  # other settings: start the part again (the file is replaced when the first net is done)
+    if stored is not None and stored.get("complete"):
+        return stored
+    entries = dict(stored["entries"]) if stored else {}
+    wall = stored["wall_time_s"] if stored else 0.0
+    device = torch.device("cpu")
+    for name, measure in _ENTRIES[part](cfg, progress):
+        if name in entries:
+            continue
+        start = time.time()
+        entries[name] = measure()
+        wall += time.time() - start
+        record = {"part": part, "config": asdict(cfg), "entries": entries, "comparison": {}, "complete": False,
+                  "wall_time_s": round(wall, 1), "provenance": provenance(device)}
+        write_json_atomic(path, record)
+    record = {"part": part, "config": asdict(cfg), "entries": entries, "comparison": _comparison(part, entries),
+              "complete": True, "wall_time_s": round(wall, 1), "provenance": provenance(device)}
+    write_json_atomic(path, record)
+    return read_json(path)  # as stored (tuples become lists), the same as a later call reads back
+
+
+def load_part(path: str | Path) -> dict | None:
+    """A part file, or None when there is none."""
+    path = Path(path)
+    return read_json(path) if path.exists() else None
+
+
+def reference(part: str, mode: str = "cpu", cfg: LesionConfig | None = None) -> dict | None:
+    """The stored reference `data/reference/lesion_<mode>/<part>.json` when it is complete and (given `cfg`) made
+    with the same defining settings as `cfg`; else None."""
+    _check_part(part)
+    stored = load_part(repo_path(f"data/reference/lesion_{mode}") / f"{part}.json")
+    if stored is None or not stored.get("complete"):
+        return None
+    if cfg is not None and _defining(stored["config"], part) != _defining(cfg, part):
+        return None
+    return stored
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _curves(entry: dict) -> list[tuple[str, dict]]:
+    """(kind, curve) of one entry: the entry itself for a ResNet, its two lesions for an extracted net."""
+    if "single" in entry:
+        return [(entry["kind"], entry)]
+    return [(kind, entry[kind]) for kind in PLAIN_KINDS if kind in entry]
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """`python -m course_lib lesion`: measure the parts asked for, print one line per net."""
+    parser = argparse.ArgumentParser(prog=prog, description="Veit's lesion study (notebook 05): delete blocks or layers "
+                                     "of trained nets at test time; ResNet-56, extracted plain nets, from-scratch twins.")
+    parser.add_argument("--mode", default="auto", help="auto|smoke|cpu|full")
+    parser.add_argument("--part", nargs="*", default=None, choices=PARTS, help="parts to run (default: all three)")
+    parser.add_argument("--out", default=None, help="output folder (default runs/lesion_<mode>)")
+    parser.add_argument("--cifar-dir", default=None, help="out dir of the CIFAR experiment with the extracted nets")
+    parser.add_argument("--scratch-dir", default=None, help="out dir of the from-scratch comparison (the twins)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other LesionConfig fields")
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    mode = config.resolve_mode(args.mode)
+    git_commit()  # fixed now: the commit of the code this process runs
+    cfg = lesion_config(mode, out_dir=args.out, cifar_dir=args.cifar_dir,
+                        scratch_dir=args.scratch_dir, **protocol.parse_overrides(args.set))
+    for part in args.part or PARTS:
+        record = run_part(cfg, part)
+        print(f"{part}: {part_path(cfg, part)} ({record['wall_time_s']:.0f} s)")
+        for name, entry in record["entries"].items():
+            for kind, curve in _curves(entry):
+                print(f"  {name:22s} {kind:9s} intact {curve['intact']:.4f}, single deletions: median "
+                      f"{curve['single']['median']:.4f}, worst {curve['single']['min']:.4f}")
+    return 0
