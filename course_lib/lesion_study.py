@@ -38,7 +38,8 @@ from . import config, data, experiments, judging, lesion, models, profiles, prot
 from .errors import ConfigError, NotReadyError
 from .results import git_commit, provenance, read_json, repo_path, write_json_atomic
 
-__all__ = ["PARTS", "LesionConfig", "lesion_config", "run_part", "load_part", "reference", "scratch_pairs", "main"]
+__all__ = ["PARTS", "LesionConfig", "lesion_config", "run_part", "part_path", "load_part", "reference", "scratch_pairs",
+           "curve_table", "mean_curve", "reading", "main"]
 
 PARTS = ("resnet56", "extracted", "twins")
 GRANULARITIES = ("channel", "layer")
@@ -64,6 +65,7 @@ class LesionConfig:
     twins_draws: int  # D for the twins
     twins_n_images: int | None  # JPEG-derived test images (None: all 10,000)
     batch_size: int  # eval batch (speed only)
+    device: str  # "auto" (CUDA, MPS, else CPU) or a torch device string; evaluation is fp32 on any device
     cifar_dir: str  # out dir of the CIFAR experiment holding the extracted nets
     scratch_dir: str  # out dir of the from-scratch comparison holding the twins
     out_dir: str  # where the part files go
@@ -175,7 +177,8 @@ def _curve(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, kin
            cfg: LesionConfig, progress: bool, max_k: int | None = None) -> dict:
     start = time.time()
     curve = lesion.lesion_curve(net, images, labels, kind, max_k=cfg.max_k if max_k is None else max_k, draws=draws,
-                                seed=cfg.seed, batch_size=cfg.batch_size, progress=progress)
+                                seed=cfg.seed, batch_size=cfg.batch_size, device=str(config.select_device(cfg.device)),
+                                progress=progress)
     return {**curve, "wall_time_s": round(time.time() - start, 1)}
 
 
@@ -274,7 +277,7 @@ def run_part(cfg: LesionConfig, part: str, progress: bool = True) -> dict:
         return stored
     entries = dict(stored["entries"]) if stored else {}
     wall = stored["wall_time_s"] if stored else 0.0
-    device = torch.device("cpu")
+    device = config.select_device(cfg.device)
     for name, measure in _ENTRIES[part](cfg, progress):
         if name in entries:
             continue
@@ -306,6 +309,72 @@ def reference(part: str, mode: str = "cpu", cfg: LesionConfig | None = None) -> 
     if cfg is not None and _defining(stored["config"], part) != _defining(cfg, part):
         return None
     return stored
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading a part
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def curve_table(curves: dict[str, dict], ks: tuple[int, ...] = (1, 2, 4, 8, 10)) -> str:
+    """The numbers of lesion curves as text: per label the intact accuracy, the median and worst single deletion,
+    then for each k in `ks` (that the curve has) the median over draws, their range and the 95% interval of the
+    mean. Accuracies in percent."""
+    lines = []
+    for label, c in curves.items():
+        s = c["single"]
+        lines.append(f"{label} ({c['n_images']:,} images, {len(c['units'])} units): intact {100 * c['intact']:.1f}; "
+                     f"single deletions median {100 * s['median']:.1f}, worst {100 * s['min']:.1f} "
+                     f"({s['worst_unit']}), mean drop {100 * s['mean_drop']:.1f} points")
+        for p in (p for p in c["random"] if p["k"] in ks):
+            interval = (f"mean {100 * p['mean']:.1f} [{100 * p['low']:.1f}, {100 * p['high']:.1f}]"
+                        if p["low"] is not None else f"mean {100 * p['mean']:.1f} (one draw)")
+            lines.append(f"    k = {p['k']:2d}: median {100 * p['median']:5.1f}, range [{100 * p['min']:.1f}, "
+                         f"{100 * p['max']:.1f}], {interval} over {p['n']} draws")
+    return "\n".join(lines)
+
+
+def mean_curve(curves: list[dict]) -> dict:
+    """The average of several nets' lesion curves (same units and k): intact, single-deletion accuracies and each k's
+    median, min, max and mean averaged over the nets; low/high: the 95% interval of the mean over the *nets* (each
+    net's mean over draws is one value). For plotting several independent nets as one curve."""
+    n = len(curves)
+    average = lambda values: sum(values) / n  # noqa: E731
+    random = []
+    for points in zip(*(c["random"] for c in curves)):
+        interval = judging.paired_interval([p["mean"] for p in points])
+        random.append({"k": points[0]["k"], **{key: average([p[key] for p in points]) for key in
+                                               ("median", "min", "max")},
+                       "mean": interval["mean"], "low": interval["low"], "high": interval["high"], "n": n})
+    singles = [average(values) for values in zip(*(c["single"]["accuracies"] for c in curves))]
+    return {"intact": average([c["intact"] for c in curves]), "single": {"accuracies": singles}, "random": random}
+
+
+def reading(record: dict) -> str:
+    """The paired comparison of an `extracted` or `twins` part in words, with its 95% interval and scale."""
+    cfg = record["config"]
+    words = {1: "the interval lies above 0", -1: "the interval lies below 0", 0: "the interval holds 0"}
+    lines = []
+    for kind, comparison in record["comparison"].items():
+        key = next(k for k in comparison if k.endswith("_mean_drop"))
+        interval = comparison[key]
+        first, second = key.removesuffix("_mean_drop").split("_minus_")
+        if interval["low"] is None:
+            verdict = "one pair: no interval, nothing can be judged"
+            span = ""
+        else:
+            verdict = words[judging.clarity(interval)]
+            span = f" [{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]"
+        lines.append(f"{kind} lesion: mean single-lesion accuracy drop, {first} minus {second}, paired by seed: "
+                     f"{100 * interval['mean']:+.1f} points{span} (95%, {interval['n']} independent pair(s)): {verdict}")
+    if record["part"] == "extracted":
+        scale = (f"plain RepVGG-A0 nets of the CIFAR experiment's {cfg['extracted_mode']} protocol, target NAPL "
+                 f"{cfg['extracted_target']:g}, {len(cfg['extracted_seeds'])} independent start net(s), "
+                 f"{next(iter(record['entries'].values()))['nonlinear']['n_images']:,} test images")
+    else:
+        scale = (f"ResNet-{cfg['twins_depth']} and plain-{cfg['twins_depth']} trained from scratch, "
+                 f"{next(iter(record['entries'].values()))['n_images']:,} test images")
+    return "\n".join(lines + [f"Scale: {scale}, {record['config']['mode']} mode."])
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -271,6 +271,13 @@ def test_the_twins_part_measures_both_nets_of_each_seed_and_pairs_them(tmp_path,
     pla = [record["entries"][f"plain8-seed{s}"]["single"]["mean_drop"] for s in (0, 1)]
     assert paired == judging.paired_interval([p - r for p, r in zip(pla, res)])
     assert set(record["provenance"]) >= {"git_commit", "torch"}
+    text = lesion_study.reading(record)
+    assert "plain minus resnet, paired by seed" in text and "2 independent pair(s)" in text and "ResNet-8" in text
+    table = lesion_study.curve_table({"plain": entry})
+    assert "3 units" in table and "k =  2" in table and "k =  4" not in table
+    average = lesion_study.mean_curve([record["entries"]["plain8-seed0"], entry])
+    assert average["intact"] == pytest.approx((record["entries"]["plain8-seed0"]["intact"] + entry["intact"]) / 2)
+    assert average["random"][1]["n"] == 2 and average["random"][1]["low"] is not None
 
 
 def test_a_part_resumes_with_its_next_net_and_reads_back_a_complete_file(tmp_path, data_dir, monkeypatch):
@@ -328,3 +335,18 @@ def test_every_lesion_profile_sets_exactly_the_fields_of_its_config():
         assert set(profiles.sizes("lesion", mode)) == names
     with pytest.raises(ConfigError, match="unknown lesion setting"):
         lesion_study.lesion_config("smoke", draws=3)
+
+
+def test_the_lesion_plots_draw_every_curve_headless():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_lib import viz
+
+    net = _resnet()
+    images, labels = _images(8)
+    curve = lesion.lesion_curve(net, images, labels, "block", max_k=3, draws=3, batch_size=8)
+    fig = viz.plot_lesion_curves({"a": curve, "b": curve})
+    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_xlabel().startswith("units deleted")
+    fig = viz.plot_single_lesions({"a": curve})
+    assert len(fig.axes[0].lines[0].get_xdata()) == 6
