@@ -347,6 +347,7 @@ def test_the_lesion_plots_draw_every_curve_headless():
     images, labels = _images(8)
     curve = lesion.lesion_curve(net, images, labels, "block", max_k=3, draws=3, batch_size=8)
     fig = viz.plot_lesion_curves({"a": curve, "b": curve})
-    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_xlabel().startswith("units deleted")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["a", "b"] and fig.axes[0].get_xlabel().startswith("units deleted")
     fig = viz.plot_single_lesions({"a": curve})
     assert len(fig.axes[0].lines[0].get_xdata()) == 6
