@@ -39,7 +39,7 @@ from .errors import ConfigError, NotReadyError
 from .results import git_commit, provenance, read_json, repo_path, write_json_atomic
 
 __all__ = ["PARTS", "LesionConfig", "lesion_config", "run_part", "part_path", "load_part", "reference", "scratch_pairs",
-           "curve_table", "mean_curve", "reading", "main"]
+           "measured", "curve_table", "extracted_table", "mean_curve", "reading", "main"]
 
 PARTS = ("resnet56", "extracted", "twins")
 GRANULARITIES = ("channel", "layer")
@@ -309,6 +309,34 @@ def reference(part: str, mode: str = "cpu", cfg: LesionConfig | None = None) -> 
     if cfg is not None and _defining(stored["config"], part) != _defining(cfg, part):
         return None
     return stored
+
+
+def measured(cfg: LesionConfig, part: str, recompute: bool = False, progress: bool = True) -> tuple[dict | None, str]:
+    """What a notebook shows for `part`: the stored reference of `cfg.mode` when it was made with these settings
+    (unless `recompute`), else the part measured now with `run_part` (read back when `cfg.out_dir` holds it).
+
+    Returns:
+        (record, note): the part's record, or None when its nets are not there, and one line saying which it is.
+    """
+    stored = None if recompute else reference(part, cfg.mode, cfg)
+    if stored is not None:
+        return stored, (f"{part}: the stored {cfg.mode} reference (data/reference/lesion_{cfg.mode}/{part}.json), "
+                        f"computed in {stored['wall_time_s'] / 60:.0f} min")
+    try:
+        record = run_part(cfg, part, progress=progress)
+    except NotReadyError as exc:
+        return None, f"{part}: not measured in {cfg.mode} mode: {exc}"
+    return record, f"{part}: measured in {cfg.mode} mode ({record['wall_time_s']:.0f} s of lesion evaluations)"
+
+
+def extracted_table(record: dict) -> str:
+    """One line per extracted net of an `extracted` record: NAPL, intact accuracy and mean single-lesion drop of
+    both lesions, in percent."""
+    lines = [f"{'net':16s} {'NAPL':>5s} {'intact':>7s} {'drop (nonlinear part)':>22s} {'drop (layer)':>13s}"]
+    for name, e in sorted(record["entries"].items(), key=lambda item: (item[1]["seed"], item[1]["granularity"])):
+        lines.append(f"{name:16s} {e['napl']:5.2f} {100 * e['nonlinear']['intact']:7.1f} "
+                     f"{100 * e['nonlinear']['single']['mean_drop']:22.1f} {100 * e['layer']['single']['mean_drop']:13.1f}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
