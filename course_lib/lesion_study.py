@@ -138,7 +138,7 @@ def _missing_extracted(cfg: LesionConfig) -> list[str]:
             if not _run_json(ecfg, g, s, cfg.extracted_target).with_suffix(".pt").exists()]
 
 
-def scratch_pairs(scratch_dir: str | Path, depth: int) -> list[int]:
+def scratch_pairs(scratch_dir: str | Path, depth: int, mode: str = "cpu") -> list[int]:
     """Seeds s with both `resnet<depth>-seed<s>/model.pt` and `plain<depth>-seed<s>/model.pt` under `scratch_dir`.
 
     Raises:
@@ -155,7 +155,7 @@ def scratch_pairs(scratch_dir: str | Path, depth: int) -> list[int]:
     if not found:
         raise NotReadyError(f"no trained ResNet-{depth} / plain-{depth} pair (resnet{depth}-seed<s>/model.pt and "
                             f"plain{depth}-seed<s>/model.pt) in {folder}: train them with the from-scratch "
-                            f"comparison (`python -m course_lib from-scratch --mode cpu --out {folder}`) or pass "
+                            f"comparison (`python -m course_lib from-scratch --mode {mode} --out {folder}`) or pass "
                             "--scratch-dir with the folder that holds them")
     return found
 
@@ -213,7 +213,7 @@ def _extracted_entries(cfg: LesionConfig, progress: bool):
 
 
 def _twins_entries(cfg: LesionConfig, progress: bool):
-    seeds = scratch_pairs(cfg.scratch_dir, cfg.twins_depth)
+    seeds = scratch_pairs(cfg.scratch_dir, cfg.twins_depth, cfg.mode)
     images, labels = _test_images(cfg, cfg.twins_n_images)
     for seed in seeds:
         for plain in (False, True):

@@ -351,3 +351,48 @@ def test_the_lesion_plots_draw_every_curve_headless():
     assert legend == ["a", "b"] and fig.axes[0].get_xlabel().startswith("units deleted")
     fig = viz.plot_single_lesions({"a": curve})
     assert len(fig.axes[0].lines[0].get_xdata()) == 6
+
+
+def _save_extracted(folder, seeds=(0,), target: float = 14.0) -> None:
+    """The files of a finished CIFAR experiment in smoke settings: each seed's deploy net and its two linearized runs
+    (random slopes standing in for trained ones), as `experiments.load_post_trained` reads them."""
+    from course_lib import results
+
+    for seed in seeds:
+        net = _plain_net(seed)
+        deploy = (folder / "pretrain" / f"seed{seed}" / "deploy.pt")
+        deploy.parent.mkdir(parents=True)
+        plain = models.repvgg_deploy(_randomize_bn(models.repvgg("A0", 10, cifar=True, width_mult=0.125), seed))
+        torch.save({"model": plain.state_dict()}, deploy)
+        for granularity in ("channel", "layer"):
+            run = linearize.to_prelu(plain, granularity) if granularity == "layer" else net
+            name = results.run_name(granularity, seed, target=target)
+            (folder / "runs").mkdir(exist_ok=True)
+            torch.save({"model": run.state_dict()}, folder / "runs" / f"{name}.pt")
+            results.write_json_atomic(folder / "runs" / f"{name}.json", {"napl": 14.0, "test_accuracy": 0.1})
+
+
+def test_the_extracted_part_lesions_both_variants_and_pairs_them_by_seed(tmp_path, data_dir):
+    from course_lib import lesion_study
+    from course_lib.errors import CourseError
+
+    cfg = lesion_study.lesion_config("smoke", cifar_dir=str(tmp_path / "cifar"), out_dir=str(tmp_path / "out"),
+                                     extracted_seeds=(0, 1), extracted_n_images=10, batch_size=10, max_k=2,
+                                     extracted_draws=1, data_dir=str(data_dir))
+    with pytest.raises(CourseError, match=r"extracted nets are not there .*`python -m course_lib cifar --mode smoke"):
+        lesion_study.run_part(cfg, "extracted")
+    _save_extracted(tmp_path / "cifar", seeds=(0, 1))
+    record = lesion_study.run_part(cfg, "extracted", progress=False)
+    assert set(record["entries"]) == {"channel-seed0", "layer-seed0", "channel-seed1", "layer-seed1"}
+    layer = record["entries"]["layer-seed0"]
+    assert len(layer["nonlinear"]["units"]) == 22 and len(layer["layer"]["units"]) == 18
+    channel = record["entries"]["channel-seed0"]["nonlinear"]
+    direct = lesion.lesion_curve(_plain_net(0), *[t[:10] for t in data.load_cifar("cifar10", "test", root=data_dir)],
+                                 "nonlinear", max_k=2, draws=1, batch_size=10)
+    assert channel["single"] == direct["single"]
+    drops = [record["entries"][f"channel-seed{s}"]["nonlinear"]["single"]["mean_drop"]
+             - record["entries"][f"layer-seed{s}"]["nonlinear"]["single"]["mean_drop"] for s in (0, 1)]
+    assert record["comparison"]["nonlinear"]["channel_minus_layer_mean_drop"] == judging.paired_interval(drops)
+    assert "channel minus layer" in lesion_study.reading(record) and "2 independent start net(s)" in \
+        lesion_study.reading(record)
+    assert "layer-seed1" in lesion_study.extracted_table(record)
