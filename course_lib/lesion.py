@@ -51,7 +51,7 @@ from .models.cifar_resnet import CifarResNet
 from .models.repvgg import PlainConvNet
 
 __all__ = ["KINDS", "lesion_units", "lesioned_forward", "random_lesions", "lesion_accuracies", "draw_summary",
-           "lesion_curve", "paired_drop"]
+           "lesion_curve", "retained_share", "paired_drop"]
 
 Kind = Literal["block", "nonlinear", "layer"]
 KINDS: dict[str, type] = {"block": CifarResNet, "nonlinear": PlainConvNet, "layer": PlainConvNet}
@@ -338,9 +338,29 @@ def lesion_curve(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k
             "unique_sets": measured["unique_sets"]}
 
 
+def retained_share(curve: Mapping, chance: float = 0.1) -> float:
+    """Mean over the single deletions of (accuracy − chance) / (intact − chance): the share of the net's margin above
+    chance that survives one lesion (1: no loss, 0: chance). Ours: it compares nets whose intact accuracies differ,
+    where a raw drop cannot (a net nearer chance has less room to fall). `chance` is 1 / classes.
+
+    Raises:
+        ConfigError: the intact net is not above chance (the share is undefined).
+    """
+    margin = curve["intact"] - chance
+    if margin <= 0:
+        raise ConfigError(f"the intact accuracy {curve['intact']:.4f} is not above chance {chance}: no share to keep")
+    single = curve["single"]["accuracies"]
+    return float(np.mean([(a - chance) / margin for a in single]))
+
+
 def paired_drop(first: Sequence[Mapping], second: Sequence[Mapping], key: str = "mean_drop") -> dict:
     """Paired difference first − second of a curve statistic over independent nets (one curve each, paired by
-    position, e.g. by seed): `judging.paired_interval` of `single[key]` differences (mean and 95% interval)."""
+    position, e.g. by seed): `judging.paired_interval` of the differences (mean and 95% interval). `key` is a field
+    of `single` ("mean_drop", "median", "min") or "retained_share" (`retained_share` at chance 0.1)."""
     if len(first) != len(second):
         raise ConfigError(f"paired curves need as many nets on each side, got {len(first)} and {len(second)}")
-    return judging.paired_interval([a["single"][key] - b["single"][key] for a, b in zip(first, second)])
+
+    def value(curve: Mapping) -> float:
+        return retained_share(curve) if key == "retained_share" else curve["single"][key]
+
+    return judging.paired_interval([value(a) - value(b) for a, b in zip(first, second)])

@@ -39,7 +39,7 @@ from .errors import ConfigError, NotReadyError
 from .results import git_commit, provenance, read_json, repo_path, write_json_atomic
 
 __all__ = ["PARTS", "LesionConfig", "lesion_config", "run_part", "part_path", "load_part", "reference", "scratch_pairs",
-           "measured", "curve_table", "extracted_table", "mean_curve", "reading", "main"]
+           "measured", "compare", "curve_table", "extracted_table", "mean_curve", "reading", "main"]
 
 PARTS = ("resnet56", "extracted", "twins")
 GRANULARITIES = ("channel", "layer")
@@ -221,33 +221,45 @@ def _twins_entries(cfg: LesionConfig, progress: bool):
                 net = _load_scratch(cfg.scratch_dir, cfg.twins_depth, plain, seed)
                 return {"net": f"{'plain' if plain else 'resnet'}{cfg.twins_depth}", "plain": plain, "seed": seed,
                         "images": "CIFAR-10 test set (JPEG-derived)",
-                        **_curve(net, images, labels, "block", cfg.twins_draws, cfg, progress)}
+                        "block": _curve(net, images, labels, "block", cfg.twins_draws, cfg, progress)}
             yield f"{'plain' if plain else 'resnet'}{cfg.twins_depth}-seed{seed}", measure
 
 
 _ENTRIES = {"resnet56": _resnet56_entries, "extracted": _extracted_entries, "twins": _twins_entries}
 
 
-def _comparison(part: str, entries: dict) -> dict:
-    """The paired differences a part reports (none for resnet56)."""
-    if part == "extracted":
-        seeds = sorted({e["seed"] for e in entries.values()})
-        pairs = [(entries[f"channel-seed{s}"], entries[f"layer-seed{s}"]) for s in seeds]
-        return {kind: {"channel_minus_layer_mean_drop": lesion.paired_drop([c[kind] for c, _ in pairs],
-                                                                           [l[kind] for _, l in pairs]),
-                       "channel_minus_layer_intact": judging.paired_interval([c[kind]["intact"] - l[kind]["intact"]
-                                                              for c, l in pairs]),
-                       "seeds": seeds}
-                for kind in PLAIN_KINDS}
-    if part == "twins":
-        seeds = sorted({e["seed"] for e in entries.values()})
-        res = [e for e in entries.values() if not e["plain"]]
-        pla = [e for e in entries.values() if e["plain"]]
-        res, pla = sorted(res, key=lambda e: e["seed"]), sorted(pla, key=lambda e: e["seed"])
-        return {"block": {"plain_minus_resnet_mean_drop": lesion.paired_drop(pla, res),
-                          "plain_minus_resnet_intact": judging.paired_interval([p["intact"] - r["intact"] for p, r in zip(pla, res)]),
-                          "seeds": seeds}}
-    return {}
+_STATISTICS = ("mean_drop", "retained_share")  # the paired statistics of a comparison (see `lesion.paired_drop`)
+_CHANCE = 0.1  # CIFAR-10
+
+
+def compare(record: dict) -> dict:
+    """The paired differences of an `extracted` (channel − layer) or `twins` (plain − ResNet) part, per lesion kind,
+    computed from its entries: for each statistic of `_STATISTICS` and the intact accuracy, the mean difference
+    over the seeds with its 95% interval (`judging.paired_interval`); the retained share is None when a net is not
+    above chance. Empty for `resnet56`.
+    """
+    entries = record["entries"]
+    if record["part"] == "extracted":
+        sides, kinds = ("channel", "layer"), PLAIN_KINDS
+        side_of = lambda e: e["granularity"]  # noqa: E731
+    elif record["part"] == "twins":
+        sides, kinds = ("plain", "resnet"), ("block",)
+        side_of = lambda e: "plain" if e["plain"] else "resnet"  # noqa: E731
+    else:
+        return {}
+    seeds = sorted({e["seed"] for e in entries.values()} - {None})
+    by = {(side_of(e), e["seed"]): e for e in entries.values()}
+    seeds = [s for s in seeds if all((side, s) in by for side in sides)]  # complete pairs only
+    out = {}
+    for kind in kinds:
+        first = [by[(sides[0], s)][kind] for s in seeds]
+        second = [by[(sides[1], s)][kind] for s in seeds]
+        above_chance = all(c["intact"] > _CHANCE for c in first + second)  # else the share is undefined
+        out[kind] = {"first": sides[0], "second": sides[1], "seeds": seeds,
+                     **{key: lesion.paired_drop(first, second, key) if key != "retained_share" or above_chance else None
+                        for key in _STATISTICS},
+                     "intact": judging.paired_interval([a["intact"] - b["intact"] for a, b in zip(first, second)])}
+    return out
 
 
 def part_path(cfg: LesionConfig, part: str) -> Path:
@@ -287,7 +299,7 @@ def run_part(cfg: LesionConfig, part: str, progress: bool = True) -> dict:
         record = {"part": part, "config": asdict(cfg), "entries": entries, "comparison": {}, "complete": False,
                   "wall_time_s": round(wall, 1), "provenance": provenance(device)}
         write_json_atomic(path, record)
-    record = {"part": part, "config": asdict(cfg), "entries": entries, "comparison": _comparison(part, entries),
+    record = {"part": part, "config": asdict(cfg), "entries": entries, "comparison": compare({"part": part, "entries": entries}),
               "complete": True, "wall_time_s": round(wall, 1), "provenance": provenance(device)}
     write_json_atomic(path, record)
     return read_json(path)  # as stored (tuples become lists), the same as a later call reads back
@@ -379,29 +391,34 @@ def mean_curve(curves: list[dict]) -> dict:
 
 
 def reading(record: dict) -> str:
-    """The paired comparison of an `extracted` or `twins` part in words, with its 95% interval and scale."""
+    """The paired comparison of an `extracted` or `twins` part in words (`compare`), with 95% intervals and scale."""
     cfg = record["config"]
     words = {1: "the interval lies above 0", -1: "the interval lies below 0", 0: "the interval holds 0"}
+    names = {"mean_drop": "mean single-lesion accuracy drop (points)",
+             "retained_share": "share of the margin above chance kept by a single lesion (%)",
+             "intact": "intact accuracy (points)"}
     lines = []
-    for kind, comparison in record["comparison"].items():
-        key = next(k for k in comparison if k.endswith("_mean_drop"))
-        interval = comparison[key]
-        first, second = key.removesuffix("_mean_drop").split("_minus_")
-        if interval["low"] is None:
-            verdict = "one pair: no interval, nothing can be judged"
-            span = ""
-        else:
-            verdict = words[judging.clarity(interval)]
-            span = f" [{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]"
-        lines.append(f"{kind} lesion: mean single-lesion accuracy drop, {first} minus {second}, paired by seed: "
-                     f"{100 * interval['mean']:+.1f} points{span} (95%, {interval['n']} independent pair(s)): {verdict}")
+    for kind, comparison in compare(record).items():
+        lines.append(f"{kind} lesion, {comparison['first']} minus {comparison['second']}, paired by seed "
+                     f"({len(comparison['seeds'])} independent pair(s)), 95% intervals:")
+        for key in ("intact", *_STATISTICS):
+            interval = comparison[key]
+            if interval is None:
+                lines.append(f"    {names[key]}: undefined (a net is not above chance)")
+                continue
+            if interval["low"] is None:
+                span, verdict = "", "one pair: no interval, nothing can be judged"
+            else:
+                span = f" [{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]"
+                verdict = words[judging.clarity(interval)]
+            lines.append(f"    {names[key]}: {100 * interval['mean']:+.1f}{span}: {verdict}")
     if record["part"] == "extracted":
         scale = (f"plain RepVGG-A0 nets of the CIFAR experiment's {cfg['extracted_mode']} protocol, target NAPL "
                  f"{cfg['extracted_target']:g}, {len(cfg['extracted_seeds'])} independent start net(s), "
                  f"{next(iter(record['entries'].values()))['nonlinear']['n_images']:,} test images")
     else:
         scale = (f"ResNet-{cfg['twins_depth']} and plain-{cfg['twins_depth']} trained from scratch, "
-                 f"{next(iter(record['entries'].values()))['n_images']:,} test images")
+                 f"{next(iter(record['entries'].values()))['block']['n_images']:,} test images")
     return "\n".join(lines + [f"Scale: {scale}, {record['config']['mode']} mode."])
 
 
@@ -411,10 +428,10 @@ def reading(record: dict) -> str:
 
 
 def _curves(entry: dict) -> list[tuple[str, dict]]:
-    """(kind, curve) of one entry: the entry itself for a ResNet, its two lesions for an extracted net."""
+    """(kind, curve) of one entry: the entry itself for ResNet-56, its lesions for an extracted net or a twin."""
     if "single" in entry:
         return [(entry["kind"], entry)]
-    return [(kind, entry[kind]) for kind in PLAIN_KINDS if kind in entry]
+    return [(kind, entry[kind]) for kind in ("block", *PLAIN_KINDS) if kind in entry]
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -214,6 +214,16 @@ def test_the_paired_drop_is_the_interval_of_per_net_differences():
         lesion.paired_drop(first, second[:2])
 
 
+def test_the_retained_share_is_the_margin_above_chance_kept_by_one_lesion():
+    curve = {"intact": 0.5, "single": {"accuracies": [0.5, 0.3, 0.1]}}  # kept: all, half, nothing
+    assert lesion.retained_share(curve) == pytest.approx(0.5)
+    other = {"intact": 0.9, "single": {"accuracies": [0.9, 0.9, 0.1]}}
+    paired = lesion.paired_drop([other], [curve], "retained_share")
+    assert paired["mean"] == pytest.approx(2 / 3 - 1 / 2)
+    with pytest.raises(ConfigError, match="not above chance"):
+        lesion.retained_share({"intact": 0.1, "single": {"accuracies": [0.1]}})
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The lesion command's parts (course_lib.lesion_study)
 # ---------------------------------------------------------------------------------------------------------------------
@@ -257,8 +267,9 @@ def test_the_twins_part_measures_both_nets_of_each_seed_and_pairs_them(tmp_path,
     record = lesion_study.run_part(cfg, "twins", progress=False)
     assert record["complete"] and set(record["entries"]) == {"resnet8-seed0", "plain8-seed0", "resnet8-seed1",
                                                              "plain8-seed1"}
-    entry = record["entries"]["plain8-seed1"]
-    assert entry["plain"] and entry["units"] == ["layer1.0", "layer2.0", "layer3.0"] and entry["n_images"] == 20
+    assert [e["seed"] for e in record["entries"].values()] == [0, 0, 1, 1]
+    entry = record["entries"]["plain8-seed1"]["block"]
+    assert record["entries"]["plain8-seed1"]["plain"] and entry["units"] == ["layer1.0", "layer2.0", "layer3.0"] and entry["n_images"] == 20
     assert [p["k"] for p in entry["random"]] == [1, 2, 3]
     # The stored numbers are the library's on the same images and net.
     images, labels = data.load_cifar("cifar10", "test", root=data_dir)
@@ -266,17 +277,18 @@ def test_the_twins_part_measures_both_nets_of_each_seed_and_pairs_them(tmp_path,
     net.load_state_dict(torch.load(tmp_path / "scratch" / "plain8-seed1" / "model.pt"))
     direct = lesion.lesion_curve(net.eval(), images[:20], labels[:20], "block", max_k=3, draws=2, batch_size=10)
     assert entry["single"] == direct["single"] and entry["random"] == direct["random"]
-    paired = record["comparison"]["block"]["plain_minus_resnet_mean_drop"]
-    res = [record["entries"][f"resnet8-seed{s}"]["single"]["mean_drop"] for s in (0, 1)]
-    pla = [record["entries"][f"plain8-seed{s}"]["single"]["mean_drop"] for s in (0, 1)]
+    paired = record["comparison"]["block"]["mean_drop"]
+    res = [record["entries"][f"resnet8-seed{s}"]["block"]["single"]["mean_drop"] for s in (0, 1)]
+    pla = [record["entries"][f"plain8-seed{s}"]["block"]["single"]["mean_drop"] for s in (0, 1)]
     assert paired == judging.paired_interval([p - r for p, r in zip(pla, res)])
     assert set(record["provenance"]) >= {"git_commit", "torch"}
     text = lesion_study.reading(record)
-    assert "plain minus resnet, paired by seed" in text and "2 independent pair(s)" in text and "ResNet-8" in text
+    assert "plain minus resnet, paired by seed (2 independent pair(s))" in text and "ResNet-8" in text
     table = lesion_study.curve_table({"plain": entry})
     assert "3 units" in table and "k =  2" in table and "k =  4" not in table
-    average = lesion_study.mean_curve([record["entries"]["plain8-seed0"], entry])
-    assert average["intact"] == pytest.approx((record["entries"]["plain8-seed0"]["intact"] + entry["intact"]) / 2)
+    average = lesion_study.mean_curve([record["entries"]["plain8-seed0"]["block"], entry])
+    assert average["intact"] == pytest.approx((record["entries"]["plain8-seed0"]["block"]["intact"]
+                                               + entry["intact"]) / 2)
     assert average["random"][1]["n"] == 2 and average["random"][1]["low"] is not None
 
 
@@ -392,7 +404,8 @@ def test_the_extracted_part_lesions_both_variants_and_pairs_them_by_seed(tmp_pat
     assert channel["single"] == direct["single"]
     drops = [record["entries"][f"channel-seed{s}"]["nonlinear"]["single"]["mean_drop"]
              - record["entries"][f"layer-seed{s}"]["nonlinear"]["single"]["mean_drop"] for s in (0, 1)]
-    assert record["comparison"]["nonlinear"]["channel_minus_layer_mean_drop"] == judging.paired_interval(drops)
+    assert record["comparison"]["nonlinear"]["mean_drop"] == judging.paired_interval(drops)
+    assert lesion_study.compare(record) == record["comparison"]
     assert "channel minus layer" in lesion_study.reading(record) and "2 independent start net(s)" in \
         lesion_study.reading(record)
     assert "layer-seed1" in lesion_study.extracted_table(record)
