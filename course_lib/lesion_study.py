@@ -139,7 +139,8 @@ def _missing_extracted(cfg: LesionConfig) -> list[str]:
 
 
 def scratch_pairs(scratch_dir: str | Path, depth: int, mode: str = "cpu") -> list[int]:
-    """Seeds s with both `resnet<depth>-seed<s>/model.pt` and `plain<depth>-seed<s>/model.pt` under `scratch_dir`.
+    """Seeds s with both `resnet<depth>-seed<s>/model.pt` and `plain<depth>-seed<s>/model.pt` under `scratch_dir`,
+    each finished (its `result.json` beside it: the from-scratch comparison writes it after the weights).
 
     Raises:
         NotReadyError: there is no such pair; says which command makes them.
@@ -149,7 +150,7 @@ def scratch_pairs(scratch_dir: str | Path, depth: int, mode: str = "cpu") -> lis
     def seeds(prefix: str) -> set[int]:
         pattern = re.compile(rf"{prefix}{depth}-seed(\d+)$")
         return {int(m.group(1)) for p in folder.glob(f"{prefix}{depth}-seed*/model.pt")
-                if (m := pattern.match(p.parent.name))}
+                if (m := pattern.match(p.parent.name)) and (p.parent / "result.json").exists()}  # a finished net
 
     found = sorted(seeds("resnet") & seeds("plain"))
     if not found:

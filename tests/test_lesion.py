@@ -235,6 +235,7 @@ def _save_twins(folder, depth: int = 8, seeds=(0, 1)) -> None:
             path = folder / f"{'plain' if plain else 'resnet'}{depth}-seed{seed}" / "model.pt"
             path.parent.mkdir(parents=True)
             torch.save(net.state_dict(), path)
+            (path.parent / "result.json").write_text("{}")
 
 
 def _twins_config(tmp_path, data_dir, **overrides):
@@ -253,6 +254,7 @@ def test_the_twins_part_without_its_nets_is_one_clear_error(tmp_path, data_dir):
         lesion_study.run_part(_twins_config(tmp_path, data_dir), "twins")
     (tmp_path / "scratch" / "resnet8-seed0").mkdir(parents=True)  # a ResNet without its plain twin is no pair
     torch.save(models.cifar_resnet(8).state_dict(), tmp_path / "scratch" / "resnet8-seed0" / "model.pt")
+    (tmp_path / "scratch" / "resnet8-seed0" / "result.json").write_text("{}")
     with pytest.raises(CourseError, match="no trained ResNet-8"):
         lesion_study.run_part(_twins_config(tmp_path, data_dir), "twins")
     with pytest.raises(CourseError, match="unknown lesion part"):
@@ -262,7 +264,9 @@ def test_the_twins_part_without_its_nets_is_one_clear_error(tmp_path, data_dir):
 def test_the_twins_part_measures_both_nets_of_each_seed_and_pairs_them(tmp_path, data_dir):
     from course_lib import lesion_study
 
-    _save_twins(tmp_path / "scratch")
+    _save_twins(tmp_path / "scratch", seeds=(0, 1, 2))
+    (tmp_path / "scratch" / "plain8-seed2" / "result.json").unlink()  # still training: not a pair yet
+    assert lesion_study.scratch_pairs(tmp_path / "scratch", 8) == [0, 1]
     cfg = _twins_config(tmp_path, data_dir)
     record = lesion_study.run_part(cfg, "twins", progress=False)
     assert record["complete"] and set(record["entries"]) == {"resnet8-seed0", "plain8-seed0", "resnet8-seed1",
