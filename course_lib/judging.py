@@ -31,7 +31,8 @@ from .results import run_name_of
 
 __all__ = ["VERDICTS", "MODE_RANK", "NEAR_LINEAR_NAPL", "UNLINEARIZED_MARGIN", "LEVEL", "MOMENTS", "can_judge",
            "informative_range", "is_informative", "n_seeds", "paired_interval", "clarity", "informative_gaps",
-           "describe_gaps", "summarize", "format_runs", "matched_pair", "mean_gap", "gap_reading", "scale", "verdict"]
+           "describe_gaps", "summarize", "format_runs", "matched_pair", "mean_gap", "gap_reading", "prediction_reading",
+           "scale", "verdict"]
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "illustrated", "not run")
 MODE_RANK = {"full": 2, "cpu": 1, "smoke": 0}  # larger scale first; rank 0 never judges
@@ -212,6 +213,20 @@ def gap_reading(gaps: list[Mapping]) -> tuple[str, str]:
         return "reproduced", (f"channel-wise is clearly ahead at {ahead} of {len(gaps)} targets; no interval "
                               "favours layer-wise")
     return "inconclusive", f"every interval ({len(gaps)} targets) holds 0"
+
+
+def prediction_reading(interval: Mapping | None, expected_sign: int, mode: str) -> str:
+    """A prediction about the sign of a paired difference, read from its 95% interval: "supported" (the interval
+    lies on the expected side of 0), "reversed" (clearly on the other side), "inconclusive" (it holds 0, or fewer than
+    2 pairs), "not judged" (smoke mode, or no interval can be formed). `expected_sign` is +1 or -1."""
+    if not can_judge(mode):
+        return "not judged (smoke: a test of the code)"
+    if interval is None:
+        return "not judged (undefined)"
+    if interval.get("low") is None:
+        return "inconclusive (fewer than 2 independent pairs: no interval)"
+    side = clarity(interval)
+    return "supported" if side == expected_sign else "reversed" if side == -expected_sign else "inconclusive"
 
 
 def scale(summary: Mapping) -> str:

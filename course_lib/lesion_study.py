@@ -220,8 +220,13 @@ def _twins_entries(cfg: LesionConfig, progress: bool):
         for plain in (False, True):
             def measure(plain=plain, seed=seed) -> dict:
                 net = _load_scratch(cfg.scratch_dir, cfg.twins_depth, plain, seed)
-                return {"net": f"{'plain' if plain else 'resnet'}{cfg.twins_depth}", "plain": plain, "seed": seed,
-                        "images": "CIFAR-10 test set (JPEG-derived)",
+                name = f"{'plain' if plain else 'resnet'}{cfg.twins_depth}"
+                trained = read_json(Path(cfg.scratch_dir) / f"{name}-seed{seed}" / "result.json")
+                recipe = trained.get("config") or {}
+                return {"net": name, "plain": plain, "seed": seed, "images": "CIFAR-10 test set (JPEG-derived)",
+                        "trained": {"test_accuracy": trained.get("test_accuracy"), "n_test": trained.get("n_test"),
+                                    "epochs": recipe.get("epochs"), "n_train": recipe.get("n_train"),
+                                    "mode": recipe.get("mode")},
                         "block": _curve(net, images, labels, "block", cfg.twins_draws, cfg, progress)}
             yield f"{'plain' if plain else 'resnet'}{cfg.twins_depth}-seed{seed}", measure
 
@@ -343,12 +348,16 @@ def measured(cfg: LesionConfig, part: str, recompute: bool = False, progress: bo
 
 
 def extracted_table(record: dict) -> str:
-    """One line per extracted net of an `extracted` record: NAPL, intact accuracy and mean single-lesion drop of
-    both lesions, in percent."""
-    lines = [f"{'net':16s} {'NAPL':>5s} {'intact':>7s} {'drop (nonlinear part)':>22s} {'drop (layer)':>13s}"]
+    """One line per extracted net of an `extracted` record: NAPL, intact accuracy, and for both lesions the mean
+    single-lesion drop and the mean accuracy with 2 random units deleted, in percent."""
+    lines = [f"{'net':16s} {'NAPL':>5s} {'intact':>7s} {'mean single-lesion drop':>24s} "
+             f"{'mean with k = 2 deleted':>24s}",
+             f"{'':30s} {'nonlinear part':>14s} {'layer':>9s} {'nonlinear part':>14s} {'layer':>9s}"]
     for name, e in sorted(record["entries"].items(), key=lambda item: (item[1]["seed"], item[1]["granularity"])):
+        k2 = {kind: next((p["mean"] for p in e[kind]["random"] if p["k"] == 2), float("nan")) for kind in PLAIN_KINDS}
         lines.append(f"{name:16s} {e['napl']:5.2f} {100 * e['nonlinear']['intact']:7.1f} "
-                     f"{100 * e['nonlinear']['single']['mean_drop']:22.1f} {100 * e['layer']['single']['mean_drop']:13.1f}")
+                     f"{100 * e['nonlinear']['single']['mean_drop']:14.1f} {100 * e['layer']['single']['mean_drop']:9.1f}"
+                     f" {100 * k2['nonlinear']:14.1f} {100 * k2['layer']:9.1f}")
     return "\n".join(lines)
 
 
@@ -413,13 +422,26 @@ def reading(record: dict) -> str:
                 span = f" [{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]"
                 verdict = words[judging.clarity(interval)]
             lines.append(f"    {names[key]}: {100 * interval['mean']:+.1f}{span}: {verdict}")
+        # The prediction: the variable-depth side (channel-wise; the ResNet) keeps more of its margin above chance,
+        # the statistic that compares nets whose intact accuracies differ. `first` is that side for extracted nets.
+        sign = 1 if record["part"] == "extracted" else -1
+        lines.append(f"    prediction '{comparison['first'] if sign == 1 else comparison['second']} keeps more of its "
+                     f"margin above chance': "
+                     f"{judging.prediction_reading(comparison['retained_share'], sign, record['config']['mode'])}")
+    first = next(iter(record["entries"].values()))
     if record["part"] == "extracted":
-        scale = (f"plain RepVGG-A0 nets of the CIFAR experiment's {cfg['extracted_mode']} protocol, target NAPL "
-                 f"{cfg['extracted_target']:g}, {len(cfg['extracted_seeds'])} independent start net(s), "
-                 f"{next(iter(record['entries'].values()))['nonlinear']['n_images']:,} test images")
+        recipe = profiles.sizes("cifar-repvgg", cfg["extracted_mode"])  # the profile the nets were made with
+        scale = (f"plain RepVGG-{recipe['arch']} nets at width ×{recipe['width_mult']:g} of the CIFAR experiment's "
+                 f"{cfg['extracted_mode']} protocol ({recipe['n_train'] or 50_000:,} training images, "
+                 f"{recipe['pretrain_epochs']} pre-training epochs), target NAPL {cfg['extracted_target']:g}, "
+                 f"{len(cfg['extracted_seeds'])} independent start net(s), {first['nonlinear']['n_images']:,} test "
+                 "images")
     else:
-        scale = (f"ResNet-{cfg['twins_depth']} and plain-{cfg['twins_depth']} trained from scratch, "
-                 f"{next(iter(record['entries'].values()))['block']['n_images']:,} test images")
+        trained = first.get("trained") or {}
+        recipe = (f" ({trained['epochs']} epochs on {trained['n_train'] or 50_000:,} training images)"
+                  if trained.get("epochs") else "")
+        scale = (f"ResNet-{cfg['twins_depth']} and plain-{cfg['twins_depth']} trained from scratch{recipe}, "
+                 f"{first['block']['n_images']:,} test images")
     return "\n".join(lines + [f"Scale: {scale}, {record['config']['mode']} mode."])
 
 

@@ -235,7 +235,7 @@ def _save_twins(folder, depth: int = 8, seeds=(0, 1)) -> None:
             path = folder / f"{'plain' if plain else 'resnet'}{depth}-seed{seed}" / "model.pt"
             path.parent.mkdir(parents=True)
             torch.save(net.state_dict(), path)
-            (path.parent / "result.json").write_text("{}")
+            (path.parent / "result.json").write_text('{"test_accuracy": 0.5, "config": {"epochs": 2, "n_train": 64}}')
 
 
 def _twins_config(tmp_path, data_dir, **overrides):
@@ -288,6 +288,7 @@ def test_the_twins_part_measures_both_nets_of_each_seed_and_pairs_them(tmp_path,
     assert set(record["provenance"]) >= {"git_commit", "torch"}
     text = lesion_study.reading(record)
     assert "plain minus resnet, paired by seed (2 independent pair(s))" in text and "ResNet-8" in text
+    assert "(2 epochs on 64 training images)" in text and "prediction 'resnet keeps more" in text
     table = lesion_study.curve_table({"plain": entry})
     assert "3 units" in table and "k =  2" in table and "k =  4" not in table
     average = lesion_study.mean_curve([record["entries"]["plain8-seed0"]["block"], entry])
@@ -413,3 +414,15 @@ def test_the_extracted_part_lesions_both_variants_and_pairs_them_by_seed(tmp_pat
     assert "channel minus layer" in lesion_study.reading(record) and "2 independent start net(s)" in \
         lesion_study.reading(record)
     assert "layer-seed1" in lesion_study.extracted_table(record)
+
+
+def test_a_prediction_is_read_from_the_side_of_zero_its_interval_lies_on():
+    above, below, across = ({"mean": m, "low": lo, "high": hi} for m, lo, hi in ((1, 0.5, 1.5), (-1, -1.5, -0.5),
+                                                                                 (0, -1, 1)))
+    assert judging.prediction_reading(above, +1, "cpu") == "supported"
+    assert judging.prediction_reading(below, +1, "cpu") == "reversed"
+    assert judging.prediction_reading(below, -1, "full") == "supported"
+    assert judging.prediction_reading(across, +1, "cpu") == "inconclusive"
+    assert judging.prediction_reading({"mean": 1, "low": None, "high": None}, +1, "cpu").startswith("inconclusive")
+    assert judging.prediction_reading(above, +1, "smoke").startswith("not judged")
+    assert judging.prediction_reading(None, +1, "cpu").startswith("not judged")
