@@ -135,14 +135,14 @@ TABLES: dict[str, dict[str, dict]] = {
     },
     # The lesion study (`course_lib.lesion_study`, notebook 05): Veit et al.'s block deletions on the pretrained
     # ResNet-56, the same lesions on the CIFAR experiment's extracted plain nets (target NAPL 14.5, ResNet-20's, in
-    # `cpu`), and on a ResNet-20 and its plain twin trained from scratch. cpu, measured on this 2-core machine shared
-    # with other jobs, one thread: ResNet-56 evaluates 1,000 images in about 4 s (channels_last, batch 500); the
-    # prefix cache makes a set cost the part of the net after its first deletion, so the 27 single deletions cost
-    # about 14 evaluations and each random k-set about k/(k+1) of one. D = 20 draws per k and the 10,000-image
-    # singles keep the ResNet-56 part near 25 min. The A0/8 plain net evaluates 2,000 images in about 3 s (it has 22
-    # thin layers: per image it costs a third of ResNet-56), and 6 nets x 2 lesions are measured: 2,000 images and
-    # D = 5 keep that part near 30 min; ResNet-20 costs a third of ResNet-56, so 2,000 images and D = 5 for the
-    # twins. full: the whole test set and 100 draws on a GPU. smoke: a few sets on 100 images, for the code path.
+    # `cpu`), and on a ResNet-20 and its plain twin trained from scratch. The prefix cache makes a lesion set cost the
+    # part of the net after its first deletion: the 27 single deletions of ResNet-56 cost about 14 evaluations, a
+    # random k-set about k/(k+1) of one. cpu, measured with one thread on the shared 2-core machine (other jobs
+    # running): ResNet-56 evaluates 1,000 images in 4-8 s (channels_last, batch 500); D = 20 draws per k on the 1,000
+    # lossless images took 25 min and the 10,000-image single deletions 11 min more (36 min for the part). The A0/8
+    # plain net evaluates 2,000 images in about 3 s; 6 nets x 2 lesions with D = 5 on 2,000 images took 15 min.
+    # ResNet-20 costs a third of ResNet-56: the twins use 2,000 images and D = 5 too. full: the whole test set and
+    # 100 draws on a GPU. smoke: a few sets on 100 images, for the code path (about 12 s for ResNet-56).
     "lesion": {
         "defaults": dict(max_k=10, seed=0, resnet56_draws=20, resnet56_n_images=None, resnet56_full_test=True,
                          extracted_draws=5, extracted_n_images=2000, extracted_target=14.5,
