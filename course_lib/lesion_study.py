@@ -39,7 +39,7 @@ from .errors import ConfigError, NotReadyError
 from .results import git_commit, provenance, read_json, repo_path, write_json_atomic
 
 __all__ = ["PARTS", "LesionConfig", "lesion_config", "run_part", "part_path", "load_part", "reference", "scratch_pairs",
-           "measured", "compare", "curve_table", "extracted_table", "mean_curve", "reading", "main"]
+           "measured", "compare", "curve_table", "extracted_table", "mean_curve", "side_curves", "reading", "main"]
 
 PARTS = ("resnet56", "extracted", "twins")
 GRANULARITIES = ("channel", "layer")
@@ -398,6 +398,16 @@ def mean_curve(curves: list[dict]) -> dict:
                        "mean": interval["mean"], "low": interval["low"], "high": interval["high"], "n": n})
     singles = [average(values) for values in zip(*(c["single"]["accuracies"] for c in curves))]
     return {"intact": average([c["intact"] for c in curves]), "single": {"accuracies": singles}, "random": random}
+
+
+def side_curves(record: dict, kind: str) -> dict[str, dict]:
+    """The `kind` lesion curves of an `extracted` or `twins` part averaged over the seeds of each side (`mean_curve`),
+    labelled for a plot: {"channel-wise (mean of 3 nets)": ..., "layer-wise (...)": ...} or {"resnet20 (...)", ...}."""
+    groups: dict[str, list[dict]] = {}
+    for entry in record["entries"].values():
+        side = f"{entry['granularity']}-wise" if record["part"] == "extracted" else entry["net"]
+        groups.setdefault(side, []).append(entry[kind])
+    return {f"{side} (mean of {len(curves)} nets)": mean_curve(curves) for side, curves in groups.items()}
 
 
 def reading(record: dict) -> str:

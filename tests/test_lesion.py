@@ -295,6 +295,9 @@ def test_the_twins_part_measures_both_nets_of_each_seed_and_pairs_them(tmp_path,
     assert average["intact"] == pytest.approx((record["entries"]["plain8-seed0"]["block"]["intact"]
                                                + entry["intact"]) / 2)
     assert average["random"][1]["n"] == 2 and average["random"][1]["low"] is not None
+    sides = lesion_study.side_curves(record, "block")
+    assert set(sides) == {"resnet8 (mean of 2 nets)", "plain8 (mean of 2 nets)"}
+    assert sides["plain8 (mean of 2 nets)"] == average
 
 
 def test_a_part_resumes_with_its_next_net_and_reads_back_a_complete_file(tmp_path, data_dir, monkeypatch):
