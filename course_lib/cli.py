@@ -27,6 +27,7 @@ class Command:
 COMMANDS = {c.name: c for c in (
     Command("cifar", "course_lib.experiments", "channel- vs layer-wise linearization on CIFAR (notebooks 04 and 05)"),
     Command("from-scratch", "course_lib.from_scratch", "a CIFAR ResNet and its plain twin trained from scratch (notebook 01)"),
+    Command("lesion", "course_lib.lesion_study", "Veit's lesion study: delete blocks/layers at test time (notebook 05)"),
     Command("imagenet", "course_lib.imagenet", "RepVGG-A2 on ImageNet, also under torchrun (notebook 06)"),
     Command("reproduce", "course_lib.reproduce", "execute every notebook with papermill in one run mode"),
     Command("bench", "course_lib.bench", "the course's training loop against a textbook PyTorch loop"),

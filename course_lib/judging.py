@@ -35,7 +35,7 @@ from .results import run_name_of
 __all__ = ["VERDICTS", "MODE_RANK", "NEAR_LINEAR_NAPL", "UNLINEARIZED_MARGIN", "LEVEL", "RISE_WITHIN", "MOMENTS", "can_judge",
            "informative_range", "is_informative", "n_seeds", "paired_interval", "clarity", "informative_gaps",
            "describe_gaps", "summarize", "format_runs", "matched_pair", "mean_gap", "gap_reading",
-           "rise_targets", "rise_at", "scale", "verdict"]
+           "rise_targets", "rise_at", "prediction_reading", "scale", "verdict"]
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "illustrated", "not run")
 MODE_RANK = {"full": 2, "cpu": 1, "smoke": 0}  # larger scale first; rank 0 never judges
@@ -251,6 +251,20 @@ def rise_at(runs: Iterable[Mapping], napl: float, granularity: str = "channel", 
     higher = {r["seed"]: r.get(key, r["test_accuracy"]) for r in ok if r["target"] == above}
     interval = paired_interval(at[s] - higher[s] for s in sorted(at) if s in higher)
     return {"target": target, "above": above, "interval": interval, "clear": clarity(interval)}
+
+
+def prediction_reading(interval: Mapping | None, expected_sign: int, mode: str) -> str:
+    """A prediction about the sign of a paired difference, read from its 95% interval: "supported" (the interval
+    lies on the expected side of 0), "reversed" (clearly on the other side), "inconclusive" (it holds 0, or fewer than
+    2 pairs), "not judged" (smoke mode, or no interval can be formed). `expected_sign` is +1 or -1."""
+    if not can_judge(mode):
+        return "not judged (smoke: a test of the code)"
+    if interval is None:
+        return "not judged (undefined)"
+    if interval.get("low") is None:
+        return "inconclusive (fewer than 2 independent pairs: no interval)"
+    side = clarity(interval)
+    return "supported" if side == expected_sign else "reversed" if side == -expected_sign else "inconclusive"
 
 
 def scale(summary: Mapping) -> str:

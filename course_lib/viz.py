@@ -30,6 +30,7 @@ __all__ = [
     "interactive", "path_graph", "plot_curves", "plot_point_maps", "plot_prop1_errors", "plot_prelu",
     "plot_penalties", "plot_slopes", "plot_nonlinear_fractions", "plot_error_map", "plot_histogram",
     "plot_from_scratch",
+    "plot_lesion_curves", "plot_single_lesions",
 ]
 
 STYLE_PATH = Path(__file__).with_name("course.mplstyle")
@@ -671,4 +672,45 @@ def plot_from_scratch(sources: Mapping[str, tuple[Mapping[str, Any], Sequence[Ma
                 title="Training loss: mean over seeds, band min–max")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_lesion_curves(curves: Mapping[str, Mapping[str, Any]], ax: plt.Axes | None = None,
+                       title: str = "Accuracy after deleting k random units", styles: Mapping[str, dict] | None = None
+                       ) -> plt.Figure:
+    """Veit's random-k lesion curves (from `lesion.lesion_curve`): accuracy against the number k of deleted units.
+
+    For each label: the median over the draws (line; k = 0 is the intact net), the min–max range of the draws
+    (shaded) and the 95% interval of their mean (error bars). Accuracies in percent.
+    """
+    fig, ax = _new_ax(ax)
+    for label, curve in curves.items():
+        points = curve["random"]
+        ks = [0] + [p["k"] for p in points]
+        median = [100 * curve["intact"]] + [100 * p["median"] for p in points]
+        line, = ax.plot(ks, median, marker="o", ms=4, label=label, **(styles or {}).get(label, {}))
+        ax.fill_between(ks, [100 * curve["intact"]] + [100 * p["min"] for p in points],
+                        [100 * curve["intact"]] + [100 * p["max"] for p in points], color=line.get_color(), alpha=0.15)
+        with_interval = [p for p in points if p["low"] is not None]
+        if with_interval:
+            ax.errorbar([p["k"] for p in with_interval], [100 * p["mean"] for p in with_interval],
+                        yerr=[[100 * (p["mean"] - p["low"]) for p in with_interval],
+                              [100 * (p["high"] - p["mean"]) for p in with_interval]],
+                        fmt="none", ecolor=line.get_color(), capsize=3, lw=1)
+    ax.set(xlabel="units deleted at random (k)", ylabel="test accuracy (%)", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_single_lesions(curves: Mapping[str, Mapping[str, Any]], ax: plt.Axes | None = None,
+                        title: str = "Accuracy after deleting one unit") -> plt.Figure:
+    """Accuracy (percent) after each single deletion (from `lesion.lesion_curve`), against the deleted unit's
+    position, one line per label, with each net's intact accuracy as a dashed line of the same colour."""
+    fig, ax = _new_ax(ax)
+    for label, curve in curves.items():
+        single = [100 * a for a in curve["single"]["accuracies"]]
+        line, = ax.plot(range(1, len(single) + 1), single, marker="o", ms=4, label=label)
+        ax.axhline(100 * curve["intact"], color=line.get_color(), ls="--", lw=1)
+    ax.set(xlabel="deleted unit (position in the net)", ylabel="test accuracy (%)", title=title)
+    ax.legend(fontsize=8)
     return fig
