@@ -9,7 +9,8 @@ Parts (each writes `<out_dir>/<part>.json` with its config and provenance, `cour
   one target NAPL, one pair per independent start network (seed): the "nonlinear" and "layer" lesions of
   `course_lib.lesion`, and the channel − layer difference of the mean single-lesion accuracy drop, paired by seed,
   with its 95% interval (`judging.paired_interval`). Needs the saved nets of
-  `python -m course_lib cifar --mode cpu --targets 14.5 --out DIR` (`--cifar-dir DIR`).
+  `python -m course_lib cifar --mode cpu --targets 14 --out DIR` (notebook 04's `cpu` sweep, which has target 14,
+  saves them in runs/04_cifar_cpu; `--cifar-dir DIR`).
 - `twins`: a ResNet and its plain twin trained from scratch with the same recipe (`<dir>/resnet20-seed<s>/model.pt`
   and `<dir>/plain20-seed<s>/model.pt`, plain state dicts of `models.cifar_resnet(20, plain=False/True)`, made by the
   from-scratch comparison; `--scratch-dir DIR`): the same block deletions on both, paired by seed.
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from . import config, data, experiments, judging, lesion, models, profiles, protocol, settings
+from . import config, data, experiments, from_scratch, judging, lesion, models, profiles, protocol, settings
 from .errors import ConfigError, NotReadyError
 from .results import git_commit, provenance, read_json, repo_path, write_json_atomic
 
@@ -161,14 +162,6 @@ def scratch_pairs(scratch_dir: str | Path, depth: int, mode: str = "cpu") -> lis
     return found
 
 
-def _load_scratch(scratch_dir: str | Path, depth: int, plain: bool, seed: int) -> models.CifarResNet:
-    path = Path(scratch_dir) / f"{'plain' if plain else 'resnet'}{depth}-seed{seed}" / "model.pt"
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net = models.cifar_resnet(depth, plain=plain)
-    models.pretrained.load_state_dict_strict(net, state)
-    return net.eval()
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The parts
 # ---------------------------------------------------------------------------------------------------------------------
@@ -219,8 +212,8 @@ def _twins_entries(cfg: LesionConfig, progress: bool):
     for seed in seeds:
         for plain in (False, True):
             def measure(plain=plain, seed=seed) -> dict:
-                net = _load_scratch(cfg.scratch_dir, cfg.twins_depth, plain, seed)
-                name = f"{'plain' if plain else 'resnet'}{cfg.twins_depth}"
+                net = from_scratch.load_trained(cfg.scratch_dir, cfg.twins_depth, plain, seed)
+                name = from_scratch.net_name(cfg.twins_depth, plain)
                 trained = read_json(Path(cfg.scratch_dir) / f"{name}-seed{seed}" / "result.json")
                 recipe = trained.get("config") or {}
                 return {"net": name, "plain": plain, "seed": seed, "images": "CIFAR-10 test set (JPEG-derived)",
@@ -228,7 +221,7 @@ def _twins_entries(cfg: LesionConfig, progress: bool):
                                     "epochs": recipe.get("epochs"), "n_train": recipe.get("n_train"),
                                     "mode": recipe.get("mode")},
                         "block": _curve(net, images, labels, "block", cfg.twins_draws, cfg, progress)}
-            yield f"{'plain' if plain else 'resnet'}{cfg.twins_depth}-seed{seed}", measure
+            yield f"{from_scratch.net_name(cfg.twins_depth, plain)}-seed{seed}", measure
 
 
 _ENTRIES = {"resnet56": _resnet56_entries, "extracted": _extracted_entries, "twins": _twins_entries}

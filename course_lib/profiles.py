@@ -134,8 +134,8 @@ TABLES: dict[str, dict[str, dict]] = {
         "full": {},
     },
     # The lesion study (`course_lib.lesion_study`, notebook 05): Veit et al.'s block deletions on the pretrained
-    # ResNet-56, the same lesions on the CIFAR experiment's extracted plain nets (target NAPL 14.5, ResNet-20's, in
-    # `cpu`), and on a ResNet-20 and its plain twin trained from scratch. The prefix cache makes a lesion set cost the
+    # ResNet-56, the same lesions on the CIFAR experiment's extracted plain nets (target NAPL 14 in `cpu`,
+    # a whole number so that the layer-wise nets reach it exactly: notebook 04's cpu sweep saves them), and on a ResNet-20 and its plain twin trained from scratch. The prefix cache makes a lesion set cost the
     # part of the net after its first deletion: the 27 single deletions of ResNet-56 cost about 14 evaluations, a
     # random k-set about k/(k+1) of one. cpu, measured with one thread on the shared 2-core machine (other jobs
     # running): ResNet-56 evaluates 1,000 images in 4-8 s (channels_last, batch 500); D = 20 draws per k on the 1,000
@@ -145,9 +145,9 @@ TABLES: dict[str, dict[str, dict]] = {
     # 100 draws on a GPU. smoke: a few sets on 100 images, for the code path (about 12 s for ResNet-56).
     "lesion": {
         "defaults": dict(max_k=10, seed=0, resnet56_draws=20, resnet56_n_images=None, resnet56_full_test=True,
-                         extracted_draws=5, extracted_n_images=2000, extracted_target=14.5,
+                         extracted_draws=5, extracted_n_images=2000, extracted_target=14.0,
                          extracted_seeds=(0, 1, 2), extracted_mode="cpu", twins_depth=20, twins_draws=5,
-                         twins_n_images=2000, batch_size=500, device="cpu", cifar_dir="runs/04_cifar_cpu_t14.5",
+                         twins_n_images=2000, batch_size=500, device="cpu", cifar_dir="runs/04_cifar_cpu",
                          scratch_dir="runs/from_scratch_cpu", out_dir="runs/lesion", data_dir=None),
         "smoke": dict(max_k=3, resnet56_draws=2, resnet56_n_images=100, resnet56_full_test=False, extracted_draws=2,
                       extracted_n_images=100, extracted_target=14.0, extracted_seeds=(0,), extracted_mode="smoke",
