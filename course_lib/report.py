@@ -12,14 +12,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import claims, judging, protocol
+from . import claims, from_scratch, histograms, judging, lesion_study, protocol
 
-__all__ = ["START", "END", "REFERENCES", "results_block", "sync_readme", "main"]
+__all__ = ["START", "END", "REFERENCES", "HISTOGRAMS", "groundwork", "results_block", "sync_readme", "main"]
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCES = {"cifar10_cpu": "Plain net (notebook 04), `cpu` profile",
               "resnet56_cpu": "ResNet-56 ablation (notebook 05), `cpu` profile"}
+HISTOGRAMS = "cifar10_cpu_napl14.5"  # the extracted nets next to ResNet-20 at its NAPL (notebook 03)
 
 
 def _interval(i: dict) -> str:
@@ -57,11 +58,43 @@ def _reference_section(name: str, title: str) -> list[str]:
     return lines + [""]
 
 
+def groundwork() -> list[tuple[str, str]]:
+    """What the paper stands on, read from the stored `cpu` references of notebooks 01, 03 and 05, as (title, text)
+    pairs; each text states its own scale and 95% intervals."""
+    found = []
+    scratch = from_scratch.reference_results()
+    if scratch:
+        found.append(("ResNet vs its plain twin trained from scratch (data/reference/from_scratch_cpu/)",
+                      from_scratch.reading(from_scratch.summarize(scratch))))
+    depth = histograms.load_depth_comparison(HISTOGRAMS)
+    found.append((f"Path-length histograms at equal NAPL (data/reference/{HISTOGRAMS}/)",
+                  f"Scale: {depth['scale']}.\n{histograms.format_table(depth)}"))
+    resnet56 = lesion_study.reference("resnet56", "cpu")
+    if resnet56 is not None:
+        curves = {f"ResNet-56, {entry['images']}": entry for entry in resnet56["entries"].values()}
+        found.append(("Lesion study, pretrained ResNet-56 (data/reference/lesion_cpu/resnet56.json)",
+                      lesion_study.curve_table(curves, ks=(2, 4, 8, 10))))
+    for part, title in (("twins", "Lesions of the from-scratch twins"), ("extracted", "Lesions of the extracted nets")):
+        record = lesion_study.reference(part, "cpu")
+        if record is not None:
+            found.append((f"{title} (data/reference/lesion_cpu/{part}.json)", lesion_study.reading(record)))
+    return found
+
+
+def _groundwork_section() -> list[str]:
+    lines = ["### What the paper stands on (notebooks 01, 03, 05), `cpu` references", ""]
+    for title, text in groundwork():
+        lines += [f"{title}:", "", "```text", text, "```", ""]
+    return lines
+
+
 def results_block() -> str:
-    """The block: each stored reference's scale, paired gaps and reading, then every claim with its verdict."""
+    """The block: each stored reference's scale, paired gaps and reading, what the paper stands on, then every claim
+    with its verdict."""
     lines = [START, ""]
     for name, title in REFERENCES.items():
         lines += _reference_section(name, title)
+    lines += _groundwork_section()
     findings = claims.assess(claims.collect_evidence())
     tally = ", ".join(f"{sum(f.verdict == v for f in findings)} {v}" for v in judging.VERDICTS)
     lines += ["### Every claim, judged by the rules of `course_lib/judging.py`", "", claims.to_markdown(findings), "",
