@@ -134,15 +134,17 @@ TABLES: dict[str, dict[str, dict]] = {
         "full": {},
     },
     # The lesion study (`course_lib.lesion_study`, notebook 05): Veit et al.'s block deletions on the pretrained
-    # ResNet-56, the same lesions on the CIFAR experiment's extracted plain nets (target NAPL 14 in `cpu`,
-    # a whole number so that the layer-wise nets reach it exactly: notebook 04's cpu sweep saves them), and on a ResNet-20 and its plain twin trained from scratch. The prefix cache makes a lesion set cost the
-    # part of the net after its first deletion: the 27 single deletions of ResNet-56 cost about 14 evaluations, a
-    # random k-set about k/(k+1) of one. cpu, measured with one thread on the shared 2-core machine (other jobs
+    # ResNet-56, the same lesions on the CIFAR experiment's extracted plain nets (target NAPL 14 in `cpu`, a whole
+    # number so that the layer-wise nets reach it exactly: notebook 04's cpu sweep saves them), and on a ResNet-20
+    # and its plain twin trained from scratch. The prefix cache makes a lesion set cost the part of the net after
+    # its first deletion: the 27 single deletions of ResNet-56 cost about 14 evaluations, a random k-set about
+    # k/(k+1) of one. cpu, measured with one thread on the shared 2-core machine (other jobs
     # running): ResNet-56 evaluates 1,000 images in 4-8 s (channels_last, batch 500); D = 20 draws per k on the 1,000
     # lossless images took 25 min and the 10,000-image single deletions 11 min more (36 min for the part). The A0/8
-    # plain net evaluates 2,000 images in about 3 s; 6 nets x 2 lesions with D = 5 on 2,000 images took 15 min.
-    # ResNet-20 costs a third of ResNet-56: the twins use 2,000 images and D = 5 too. full: the whole test set and
-    # 100 draws on a GPU. smoke: a few sets on 100 images, for the code path (about 12 s for ResNet-56).
+    # plain net evaluates 2,000 images in about 3 s; 6 nets x 2 lesions with D = 5 on 2,000 images took 5-15 min.
+    # ResNet-20 costs a third of ResNet-56: the twins use 2,000 images and D = 5 too. full: the whole test set, 100
+    # draws and the depth-56 twins of the from-scratch comparison's full profile, on a GPU. smoke: a few sets on 100
+    # images, for the code path (about 12 s for ResNet-56).
     "lesion": {
         "defaults": dict(max_k=10, seed=0, resnet56_draws=20, resnet56_n_images=None, resnet56_full_test=True,
                          extracted_draws=5, extracted_n_images=2000, extracted_target=14.0,
@@ -154,9 +156,9 @@ TABLES: dict[str, dict[str, dict]] = {
                       twins_draws=2, twins_n_images=100, batch_size=100, cifar_dir="runs/04_cifar_smoke",
                       scratch_dir="runs/from_scratch_smoke", out_dir="runs/lesion_smoke"),
         "cpu": dict(out_dir="runs/lesion_cpu"),
-        "full": dict(resnet56_draws=100, extracted_draws=100, extracted_n_images=None, twins_draws=100,
-                     twins_n_images=None, device="auto", extracted_mode="full", cifar_dir="runs/04_cifar_full",
-                     scratch_dir="runs/from_scratch_full", out_dir="runs/lesion_full"),
+        "full": dict(resnet56_draws=100, extracted_draws=100, extracted_n_images=None, twins_depth=56,
+                     twins_draws=100, twins_n_images=None, device="auto", extracted_mode="full",
+                     cifar_dir="runs/04_cifar_full", scratch_dir="runs/from_scratch_full", out_dir="runs/lesion_full"),
     },
     # Notebook 06's own checks: the input size of its A2 checks (smoke: smaller, same maths) and the processes it
     # launches here (smoke and cpu run in the kernel: two torchrun workers would each load torch, over Binder's memory).
