@@ -44,6 +44,9 @@ class Outcome:
 
 def _worker(function: Callable, tasks, events, threads: int | None) -> None:
     """A worker process: take tasks until told to stop (None), report start, result or error of each."""
+    # A process started in the background by a shell (`nohup ... &`) inherits SIGINT ignored, and Python then installs
+    # no KeyboardInterrupt handler: restore it, or the parent's stop signal would be ignored until the kill.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if threads:
             import torch
