@@ -13,16 +13,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,site]"
 	@touch $(STAMP)
 
-# The `dot` binary of Graphviz (the pip package is only the bindings). Installed with apt when we are root;
-# otherwise we say how and go on: every diagram falls back to matplotlib.
-dot:
-	@if command -v dot >/dev/null 2>&1; then :; \
+# A tool from a Debian package, installed the same way for every such tool: nothing when `$(1)` finds it; apt-get when
+# we are root; otherwise one note on how to install it, and we go on. $(1) the shell test that finds it, $(2) the
+# Debian package, $(3) what it is for, $(4) what happens without it, $(5) how to install it elsewhere.
+define apt_or_note
+	@if $(1); then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian's graphviz for the 'dot' binary"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
-	    || echo "apt-get could not install graphviz; diagrams will use the matplotlib fallback"; \
-	else echo "note: 'dot' not found. Install Graphviz (apt install graphviz / brew install graphviz /" \
-	  "conda install -c conda-forge graphviz); diagrams fall back to matplotlib meanwhile."; fi
+	  echo "installing Debian's $(2) $(3)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null) \
+	    || echo "apt-get could not install $(2); $(4)"; \
+	else echo "note: $(5); $(4) meanwhile."; fi
+endef
+
+# The `dot` binary of Graphviz (the pip package is only the bindings): every diagram falls back to matplotlib.
+dot:
+	$(call apt_or_note,command -v dot >/dev/null 2>&1,graphviz,for the 'dot' binary,diagrams use the matplotlib \
+	  fallback,'dot' not found. Install Graphviz (apt install graphviz / brew install graphviz / conda install -c \
+	  conda-forge graphviz))
 
 # nbval runs the notebooks with their solutions; the student copies (notebooks/student/) run once, under papermill,
 # in tests/test_student.py, so nbval skips them.
@@ -30,16 +37,13 @@ test: $(STAMP) dot chromium
 	COURSE_RUN_MODE=smoke $(BIN)/python -m pytest -q tests notebooks --ignore=notebooks/student --nbval-lax \
 	  --nbval-current-env -p no:cacheprovider --durations=25
 
-# Headless Chromium for the browser tests (tests/test_browser_widgets.py, tests/test_site.py), installed like `dot`:
-# Debian's package with apt when we are root; otherwise we say how, and those tests skip with that reason.
+# Headless Chromium for the browser tests (tests/test_browser_widgets.py, tests/test_site.py), installed like `dot`;
+# without it those tests skip with that reason.
+CHROMIUM_FOUND := [ -n "$$COURSE_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || \
+	command -v chromium-browser >/dev/null 2>&1
 chromium:
-	@if [ -n "$$COURSE_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	    || echo "apt-get could not install chromium; the browser tests will skip"; \
-	else echo "note: no Chromium found. Install it (apt install chromium / brew install --cask chromium)," \
-	  "or set COURSE_CHROMIUM to a Chromium binary; the browser tests skip meanwhile."; fi
+	$(call apt_or_note,$(CHROMIUM_FOUND),chromium,for the browser tests,the browser tests skip,no Chromium found. \
+	  Install it (apt install chromium / brew install --cask chromium) or set COURSE_CHROMIUM to a Chromium binary)
 
 # The course site (Sphinx + myst-nb) from the notebooks executed in smoke mode -> runs/site/html/index.html.
 # Reuse an earlier smoke execution with: make site ARGS="--executed runs/smoke"

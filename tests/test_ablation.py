@@ -8,24 +8,14 @@ import math
 
 import pytest
 import torch
+from nets import randomize_bn
 from torch import nn
 
 from course_lib import experiments, linearize, models, paths, protocol, results
 
 
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-    return model
-
-
 def test_fold_batchnorm_keeps_the_function_and_removes_every_bn():
-    net = _randomize_bn(models.cifar_resnet(20)).eval()
+    net = randomize_bn(models.cifar_resnet(20)).eval()
     x = torch.randn(4, 3, 32, 32)
     expected = net(x)
     folded = models.fold_batchnorm(net)

@@ -13,6 +13,7 @@ import shlex
 
 import pytest
 import torch
+from nets import randomize_bn
 from torch import nn
 
 from course_lib import linearize, models, paths, theory
@@ -22,28 +23,14 @@ from course_lib.imagenet.checkpoints import CheckpointPickleError, load_checkpoi
 SHAPE = (1, 3, 16, 16)  # probe shape: channel counts do not depend on the spatial size
 
 
-def _randomize_bn(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, as after training, so that fusion and folding do real work."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.rand(n, generator=gen) - 0.5)
-    return net
-
-
 def _repvgg() -> models.RepVGG:
     torch.manual_seed(0)
-    return _randomize_bn(models.repvgg("A0", 10, cifar=True, width_mult=0.125)).eval()
+    return randomize_bn(models.repvgg("A0", 10, cifar=True, width_mult=0.125)).eval()
 
 
 def _resnet() -> models.CifarResNet:
     torch.manual_seed(0)
-    return _randomize_bn(models.cifar_resnet(20)).eval()
+    return randomize_bn(models.cifar_resnet(20)).eval()
 
 
 def _input(dtype: torch.dtype = torch.float64) -> torch.Tensor:

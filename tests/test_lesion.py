@@ -5,32 +5,22 @@ import copy
 
 import pytest
 import torch
+from nets import randomize_bn
 from torch import nn
 
 from course_lib import data, judging, lesion, linearize, models
 from course_lib.errors import ConfigError
 
 
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-    return model.eval()
-
-
 def _resnet(plain: bool = False, seed: int = 0) -> models.CifarResNet:
     torch.manual_seed(seed)
-    return _randomize_bn(models.cifar_resnet(14, plain=plain), seed)  # 2 blocks a stage: identity and widening blocks
+    return randomize_bn(models.cifar_resnet(14, plain=plain), seed).eval()  # 2 blocks a stage: identity and widening blocks
 
 
 def _plain_net(seed: int = 0, linear_layer: int | None = None) -> models.PlainConvNet:
     """A tiny channel-wise-linearized deploy net: random slopes, a third of each layer's channels frozen linear."""
     torch.manual_seed(seed)
-    deploy = models.repvgg_deploy(_randomize_bn(models.repvgg("A0", 10, cifar=True, width_mult=0.125), seed))
+    deploy = models.repvgg_deploy(randomize_bn(models.repvgg("A0", 10, cifar=True, width_mult=0.125), seed).eval())
     net = linearize.to_prelu(deploy, "channel")
     gen = torch.Generator().manual_seed(seed)
     for i, (_, prelu) in enumerate(linearize.prelu_modules(net)):
@@ -382,7 +372,7 @@ def _save_extracted(folder, seeds=(0,), target: float = 14.0) -> None:
         net = _plain_net(seed)
         deploy = (folder / "pretrain" / f"seed{seed}" / "deploy.pt")
         deploy.parent.mkdir(parents=True)
-        plain = models.repvgg_deploy(_randomize_bn(models.repvgg("A0", 10, cifar=True, width_mult=0.125), seed))
+        plain = models.repvgg_deploy(randomize_bn(models.repvgg("A0", 10, cifar=True, width_mult=0.125), seed).eval())
         torch.save({"model": plain.state_dict()}, deploy)
         for granularity in ("channel", "layer"):
             run = linearize.to_prelu(plain, granularity) if granularity == "layer" else net

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from nets import randomize_bn
 
 from course_lib import data, models
 
@@ -40,21 +41,11 @@ def test_repvgg_a2_deploy_parameter_count():
     assert sum(isinstance(m, torch.nn.ReLU) for m in deploy.modules()) == 22
 
 
-def _randomize_bn(net):
-    gen = torch.Generator().manual_seed(0)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-
-
 @pytest.mark.parametrize("arch, cifar, size", [("A0", True, 32), ("A2", False, 64)])
 def test_reparameterize_matches_train_form(arch, cifar, size):
     torch.manual_seed(0)
     net = models.repvgg(arch, num_classes=10, cifar=cifar).eval()
-    _randomize_bn(net)
+    randomize_bn(net)
     deploy = models.repvgg_deploy(net)
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
