@@ -25,16 +25,14 @@ already-trained plain net); this module measures the trainability gap it sideste
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import config, experiments, judging, locks, models, protocol, train
+from . import config, experiments, judging, locks, models, outdir, protocol, train
 from .data import DataNotFoundError
 from .protocol import PRETRAIN, defines, setting
 from .results import REFERENCE_DIR, read_json, write_json_atomic
@@ -326,9 +324,7 @@ def reference_results(name: str = REFERENCE, reference_dir: str | Path = REFEREN
 def reference_matches(cfg: FromScratchConfig, name: str = REFERENCE, reference_dir: str | Path = REFERENCE_DIR) -> bool:
     """Whether the stored reference `name` holds every net of `cfg`, each made with its defining settings."""
     stored = {(r["depth"], r["plain"], r["seed"]): r for r in reference_results(name, reference_dir)}
-    wanted = json.loads(json.dumps(asdict(cfg)))
-    return all(key in stored and all(stored[key]["config"].get(f) == wanted[f] for f in cfg.defining(STAGE))
-               for key in nets(cfg))
+    return all(key in stored and outdir.same_settings(stored[key], cfg, STAGE) for key in nets(cfg))
 
 
 def expected_time(cfg: FromScratchConfig, stored: bool, name: str = REFERENCE,
@@ -349,12 +345,7 @@ def use_reference(cfg: FromScratchConfig, name: str = REFERENCE, reference_dir: 
     whether it did. (Only the JSON files: `load_trained` needs a run that kept its weights.)"""
     if not reference_matches(cfg, name, reference_dir):
         return False
-    source = Path(reference_dir) / name
-    for path in source.glob("*-seed*/result.json"):
-        target = Path(cfg.out_dir) / path.relative_to(source)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+    protocol.copy_missing(Path(reference_dir) / name, Path(cfg.out_dir), ("*-seed*/result.json",))
     return True
 
 

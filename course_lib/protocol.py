@@ -30,7 +30,7 @@ __all__ = ["PRETRAIN", "POSTTRAIN", "STAGES", "defines", "setting", "MarkedConfi
            "parse_overrides", "parse_one_run", "reuse_if_same", "start_dir", "start_seed", "stored_pretrain", "stored_run", "device_and_knobs",
            "per_process_batch", "stage_record", "store_start_network", "linearize_and_record", "wait_for_rank0",
            "grid", "plan", "sweep", "load_results", "export_reference", "reference_summary", "reference_wall_time", "reference_matches",
-           "use_reference"]
+           "use_reference", "copy_missing"]
 
 PRETRAIN, POSTTRAIN = "pretrain", "posttrain"
 STAGES = (PRETRAIN, POSTTRAIN)  # a later stage depends on every field of the earlier ones
@@ -526,12 +526,16 @@ def use_reference(cfg: ProtocolConfig, name: str, reference_dir: str | Path = RE
     Returns whether it did."""
     if not reference_matches(cfg, name, reference_dir):
         return False
-    source, out = Path(reference_dir) / name, Path(cfg.out_dir)
-    for path in source.rglob("result.json"):
-        target = out / path.relative_to(source)
-        if not target.exists():
-            write_json_atomic(target, read_json(path))
-    for path in (source / "runs").glob("*.json"):
-        if not (out / "runs" / path.name).exists():
-            write_json_atomic(out / "runs" / path.name, read_json(path))
+    source = Path(reference_dir) / name
+    copy_missing(source, Path(cfg.out_dir), ("**/result.json", "runs/*.json"))
     return True
+
+
+def copy_missing(source: Path, out: Path, patterns: tuple[str, ...]) -> None:
+    """Copy every JSON file of `source` matching one of the glob `patterns` to the same place under `out`, unless a
+    file is there already (a stored reference seeding an out dir: what is there is kept)."""
+    for pattern in patterns:
+        for path in source.glob(pattern):
+            target = out / path.relative_to(source)
+            if not target.exists():
+                write_json_atomic(target, read_json(path))
